@@ -1,0 +1,13 @@
+//! revstream: video action recognition with a two-stream Spatiotemporal ResNet.
+//!
+//! The data's way through: [`video`] decodes and samples frames, [`flow`] computes
+//! TV-L1 optical flow, [`model`] is the two-stream network, [`train`] learns its
+//! weights with reversible backpropagation, and [`server`] serves it over HTTP.
+
+pub mod error;
+pub mod flow;
+pub mod model;
+pub mod train;
+pub mod video;
+
+pub use error::{Error, Result};

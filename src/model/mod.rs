@@ -1,0 +1,3 @@
+//! The two-stream Spatiotemporal ResNet, its convolutions and reversible units.
+
+pub mod conv;

@@ -1,0 +1,1 @@
+//! Training: datasets, MotionShapes synthesis, reversible backpropagation.
