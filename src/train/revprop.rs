@@ -14,7 +14,7 @@
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
 
-use crate::model::norm::{BnMode, Ctx, apply_updates};
+use crate::model::norm::{BnMode, Ctx, StatUpdate, apply_updates};
 use crate::model::reversible::{RevBlock, split};
 use crate::model::st_resnet::{Stage, Unit};
 use crate::model::{StResNet, StreamLogits};
@@ -49,6 +49,9 @@ struct StageTape {
     plain_inputs: Vec<Option<Tensor>>,
 }
 
+/// The appearance and motion tapes of one stage.
+type StagePair = (StageTape, StageTape);
+
 /// Training step with reversible backpropagation: forward, `loss_fn` on the logits, backward.
 pub fn forward_backward<L>(
     model: &StResNet,
@@ -65,21 +68,8 @@ where
     let app = &model.appearance;
     let mot = &model.motion;
 
-    // Forward: no graph outlives its unit.
     let mut updates = Vec::new();
-    let mut ctx = Ctx::new(frames, BnMode::Train(&mut updates));
-    let mut a = app.stem(&rgb_flat, &mut ctx)?.detach();
-    let mut m = mot.stem(&flow_flat, &mut ctx)?.detach();
-    let mut tapes = Vec::with_capacity(4);
-    for (sa, sm) in app.stages.iter().zip(&mot.stages) {
-        let link = links.then_some(&m);
-        let (a_next, a_tape) = stage_forward(sa, &a, link, &mut ctx)?;
-        let (m_next, m_tape) = stage_forward(sm, &m, None, &mut ctx)?;
-        tapes.push((a_tape, m_tape));
-        a = a_next;
-        m = m_next;
-    }
-    drop(ctx);
+    let (mut a, mut m, tapes) = forward_keep(model, &rgb_flat, &flow_flat, frames, &mut updates)?;
 
     // Head: the loss and the gradients at the last stage's outputs.
     let mut ctx = Ctx::new(frames, BnMode::Recompute);
@@ -186,6 +176,30 @@ where
         grads,
         input_grads,
     })
+}
+
+/// The forward pass that drops every unit's graph: returns both streams' final outputs and
+/// what the backward pass needs of each stage, recording BatchNorm updates in `updates`.
+fn forward_keep(
+    model: &StResNet,
+    rgb: &Tensor,
+    flow: &Tensor,
+    frames: usize,
+    updates: &mut Vec<StatUpdate>,
+) -> Result<(Tensor, Tensor, Vec<StagePair>)> {
+    let mut ctx = Ctx::new(frames, BnMode::Train(updates));
+    let mut a = model.appearance.stem(rgb, &mut ctx)?.detach();
+    let mut m = model.motion.stem(flow, &mut ctx)?.detach();
+    let mut tapes = Vec::with_capacity(4);
+    for (sa, sm) in model.appearance.stages.iter().zip(&model.motion.stages) {
+        let link = model.config().links.then_some(&m);
+        let (a_next, a_tape) = stage_forward(sa, &a, link, &mut ctx)?;
+        let (m_next, m_tape) = stage_forward(sm, &m, None, &mut ctx)?;
+        tapes.push((a_tape, m_tape));
+        a = a_next;
+        m = m_next;
+    }
+    Ok((a, m, tapes))
 }
 
 /// Runs a stage keeping only what its backward pass needs; returns its output and tape.
