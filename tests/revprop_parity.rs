@@ -14,8 +14,19 @@ fn build(cfg: &Config) -> (VarMap, StResNet) {
 fn inputs(cfg: &Config, b: usize) -> (Tensor, Tensor, Tensor) {
     let dev = Device::Cpu;
     let s = cfg.input_size;
-    let rgb = Tensor::randn(0f32, 1.0, (b, cfg.frames, 3, s, s), &dev).unwrap();
-    let flow = Tensor::randn(0f32, 1.0, (b, cfg.frames, cfg.flow_channels(), s, s), &dev).unwrap();
+    // Deterministic, varied inputs: sines of a ramp at incommensurate frequencies.
+    let wave = |c: usize, freq: f64| {
+        let n = b * cfg.frames * c * s * s;
+        let x = Tensor::arange(0f32, n as f32, &dev).unwrap();
+        (x * freq)
+            .unwrap()
+            .sin()
+            .unwrap()
+            .reshape((b, cfg.frames, c, s, s))
+            .unwrap()
+    };
+    let rgb = wave(3, 0.731);
+    let flow = wave(cfg.flow_channels(), 0.377);
     let labels = Tensor::arange(0u32, b as u32, &dev).unwrap();
     (rgb, flow, labels)
 }
