@@ -131,7 +131,7 @@ fn tiny_reversible_gradients_match_autograd() {
 fn deeper_bottleneck_reversible_gradients_match_autograd() {
     let cfg = Config {
         frames: 2,
-        base_width: 4,
+        base_width: 8,
         units: [3, 4, 3, 2],
         bottleneck: true,
         temporal_units: vec![[0, 1], [1, 2], [1, 3], [2, 2], [3, 0]],
