@@ -19,7 +19,13 @@ pub fn quantize(flow: &Flow, bound: f32) -> (Vec<u8>, Vec<u8>) {
 
 /// The inverse of [`quantize`]: u8 images back to a flow in pixels (within
 /// `bound / 255` of the clipped original).
-pub fn dequantize(x: &[u8], y: &[u8], width: usize, height: usize, bound: f32) -> Result<Flow, FlowError> {
+pub fn dequantize(
+    x: &[u8],
+    y: &[u8],
+    width: usize,
+    height: usize,
+    bound: f32,
+) -> Result<Flow, FlowError> {
     for c in [x, y] {
         if c.len() != width * height {
             return Err(FlowError::BadLength {
