@@ -488,8 +488,26 @@ impl Video {
 
     /// Seeks to keyframe `key` for frame `target` and verifies where it landed. Returns
     /// the decode position of the keyframe read next and the first frame it makes safe,
-    /// or `None` when the landing cannot be trusted.
+    /// or `None` when no landing could be trusted.
     fn seek_to(&mut self, key: KeyEntry, target: u64) -> Result<Option<(usize, u64)>, VideoError> {
+        // Some demuxers (MPEG-TS) land just past the requested keyframe: aim one or two
+        // keyframes earlier before giving up.
+        let mut aim = Some(key);
+        for _ in 0..3 {
+            let Some(k) = aim else { break };
+            if let Some(landed) = self.seek_once(k, target)? {
+                return Ok(Some(landed));
+            }
+            aim = self.index.key_before(k.pos);
+        }
+        Ok(None)
+    }
+
+    fn seek_once(
+        &mut self,
+        key: KeyEntry,
+        target: u64,
+    ) -> Result<Option<(usize, u64)>, VideoError> {
         self.stats.seeks += 1;
         self.pending = None;
         self.read_since_rewind += 1;
@@ -511,17 +529,20 @@ impl Video {
             if !packet.is_key() {
                 continue;
             }
-            let landed = packet
+            // A packet cut by the seek (MPEG-TS) carries no known timestamp: read on.
+            let Some(k) = packet
                 .pts()
                 .and_then(|p| self.index.pos_of(p))
-                .and_then(|pos| self.index.key_at(pos));
-            return Ok(match landed {
-                Some(k) if k.safe_rank <= target => {
-                    self.pending = Some(packet);
-                    Some((k.pos, k.safe_rank))
-                }
-                _ => None,
-            });
+                .and_then(|pos| self.index.key_at(pos))
+            else {
+                continue;
+            };
+            if k.safe_rank > target {
+                tracing::debug!(target, landed = k.safe_rank, "seek overshot");
+                return Ok(None);
+            }
+            self.pending = Some(packet);
+            return Ok(Some((k.pos, k.safe_rank)));
         }
         Ok(None)
     }

@@ -119,6 +119,11 @@ impl FrameIndex {
             .copied()
     }
 
+    /// The last keyframe before decode position `pos`.
+    pub fn key_before(&self, pos: usize) -> Option<KeyEntry> {
+        self.keys.iter().rev().find(|k| k.pos < pos).copied()
+    }
+
     /// The keyframe at decode position `pos`, if that packet is one.
     pub fn key_at(&self, pos: usize) -> Option<KeyEntry> {
         self.keys.iter().find(|k| k.pos == pos).copied()
