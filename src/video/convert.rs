@@ -152,9 +152,7 @@ fn set_colorspace(sws: &mut scaling::Context, src: &frame::Video) {
         return;
     }
     let space = match src.color_space() {
-        ffmpeg::color::Space::Unspecified | ffmpeg::color::Space::Reserved => {
-            ffi::SWS_CS_DEFAULT as i32
-        }
+        ffmpeg::color::Space::Unspecified | ffmpeg::color::Space::Reserved => ffi::SWS_CS_DEFAULT,
         s => ffi::AVColorSpace::from(s) as i32,
     };
     let full = src.color_range() == ffmpeg::color::Range::JPEG
@@ -165,7 +163,7 @@ fn set_colorspace(sws: &mut scaling::Context, src: &frame::Video) {
     // SAFETY: the context is valid; the coefficient tables are static.
     unsafe {
         let table = ffi::sws_getCoefficients(space);
-        let rgb = ffi::sws_getCoefficients(ffi::SWS_CS_DEFAULT as i32);
+        let rgb = ffi::sws_getCoefficients(ffi::SWS_CS_DEFAULT);
         ffi::sws_setColorspaceDetails(
             sws.as_mut_ptr(),
             table,
