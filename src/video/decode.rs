@@ -313,6 +313,8 @@ impl Video {
         let mut last = frame::Video::empty();
         let mut last_rank: Option<u64> = None;
         let mut decode_errors = 0u64;
+        let mut decode_all_packets = true;
+        set_skip_nonref(&mut self.decoder, false);
         while next < targets.len() {
             if may_seek {
                 if key.is_none_or(|(n, _)| n != next) {
@@ -342,6 +344,15 @@ impl Video {
                 Some(p) => {
                     pos += 1;
                     self.stats.packets += 1;
+                    // Frames nothing needs and nothing references need not be decoded.
+                    let wanted = !self.index.timed
+                        || p.pts()
+                            .and_then(|pts| self.index.rank_of(pts))
+                            .is_none_or(|r| targets.binary_search(&r).is_ok());
+                    if wanted != decode_all_packets {
+                        decode_all_packets = wanted;
+                        set_skip_nonref(&mut self.decoder, !wanted);
+                    }
                     self.decoder.send_packet(p)
                 }
                 None => self.decoder.send_eof(),
@@ -541,6 +552,7 @@ impl Video {
                 tracing::debug!(target, landed = k.safe_rank, "seek overshot");
                 return Ok(None);
             }
+            tracing::debug!(wanted = key.pos, landed = k.pos, "seek landed");
             self.pending = Some(packet);
             return Ok(Some((k.pos, k.safe_rank)));
         }
@@ -588,6 +600,17 @@ fn open_decoder(
                 id.name()
             ))
         })
+}
+
+/// Makes the decoder skip (or stop skipping) frames no other frame references.
+fn set_skip_nonref(decoder: &mut ffmpeg::decoder::Video, skip: bool) {
+    let discard = if skip {
+        ffi::AVDiscard::AVDISCARD_NONREF
+    } else {
+        ffi::AVDiscard::AVDISCARD_DEFAULT
+    };
+    // SAFETY: the codec context is open; frame threads pick the field up per packet.
+    unsafe { (*decoder.as_mut_ptr()).skip_frame = discard };
 }
 
 /// What one pass over all packets found.
