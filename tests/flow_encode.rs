@@ -1,7 +1,9 @@
 //! Flow quantisation, stacking, flipping and mean subtraction.
 
 use revstream::flow::Flow;
-use revstream::flow::encode::{DEFAULT_BOUND, dequantize, flip_horizontal, quantize, stack, subtract_mean};
+use revstream::flow::encode::{
+    DEFAULT_BOUND, dequantize, flip_horizontal, quantize, stack, subtract_mean,
+};
 
 fn ramp(w: usize, h: usize, scale: f32) -> Flow {
     let n = w * h;
@@ -9,7 +11,9 @@ fn ramp(w: usize, h: usize, scale: f32) -> Flow {
         width: w,
         height: h,
         u: (0..n).map(|i| scale * ((i as f32 * 0.37).sin())).collect(),
-        v: (0..n).map(|i| scale * ((i as f32 * 0.11).cos()) - 1.5).collect(),
+        v: (0..n)
+            .map(|i| scale * ((i as f32 * 0.11).cos()) - 1.5)
+            .collect(),
     }
 }
 
@@ -21,7 +25,12 @@ fn quantisation_round_trip_within_half_a_step() {
     let back = dequantize(&x, &y, 17, 9, bound).unwrap();
     // Rounding to the nearest of 256 levels over 2·bound: at most half a step off.
     let half_step = bound / 255.0 + 1e-5;
-    for (a, b) in flow.u.iter().chain(&flow.v).zip(back.u.iter().chain(&back.v)) {
+    for (a, b) in flow
+        .u
+        .iter()
+        .chain(&flow.v)
+        .zip(back.u.iter().chain(&back.v))
+    {
         let clipped = a.clamp(-bound, bound);
         assert!((clipped - b).abs() <= half_step, "{a} -> {b}");
     }

@@ -24,8 +24,14 @@ fn round_trip_is_exact() {
     assert_eq!(i32::from_le_bytes(bytes[4..8].try_into().unwrap()), 7);
     assert_eq!(i32::from_le_bytes(bytes[8..12].try_into().unwrap()), 3);
     // Interleaved u, v of the first pixel.
-    assert_eq!(f32::from_le_bytes(bytes[12..16].try_into().unwrap()), flow.u[0]);
-    assert_eq!(f32::from_le_bytes(bytes[16..20].try_into().unwrap()), flow.v[0]);
+    assert_eq!(
+        f32::from_le_bytes(bytes[12..16].try_into().unwrap()),
+        flow.u[0]
+    );
+    assert_eq!(
+        f32::from_le_bytes(bytes[16..20].try_into().unwrap()),
+        flow.v[0]
+    );
 }
 
 #[test]
@@ -34,7 +40,10 @@ fn bad_files_are_refused() {
     flo::write_to(&mut good, &sample()).unwrap();
     let mut bad_magic = good.clone();
     bad_magic[0] = b'X';
-    assert_eq!(flo::read_from(&bad_magic[..]).unwrap_err().kind(), std::io::ErrorKind::InvalidData);
+    assert_eq!(
+        flo::read_from(&bad_magic[..]).unwrap_err().kind(),
+        std::io::ErrorKind::InvalidData
+    );
     let truncated = &good[..good.len() - 3];
     assert!(flo::read_from(truncated).is_err());
     // A header claiming 2^31 x 2^31 pixels is refused before allocating.

@@ -40,18 +40,30 @@ fn check(motion: Motion, accurate_bound: f64, fast_bound: f64) {
 
 #[test]
 fn subpixel_translation() {
-    check(Motion::Translation { dx: 2.35, dy: -1.4 }, ACCURATE_BOUND, FAST_BOUND);
+    check(
+        Motion::Translation { dx: 2.35, dy: -1.4 },
+        ACCURATE_BOUND,
+        FAST_BOUND,
+    );
 }
 
 #[test]
 fn large_translation_needs_the_pyramid() {
     // 6.6 px is beyond the linearisation's reach at full resolution.
-    check(Motion::Translation { dx: -6.6, dy: 3.1 }, ACCURATE_BOUND, FAST_BOUND);
+    check(
+        Motion::Translation { dx: -6.6, dy: 3.1 },
+        ACCURATE_BOUND,
+        FAST_BOUND,
+    );
 }
 
 #[test]
 fn rotation() {
-    check(Motion::Rotation { degrees: 3.0 }, ACCURATE_BOUND, FAST_BOUND);
+    check(
+        Motion::Rotation { degrees: 3.0 },
+        ACCURATE_BOUND,
+        FAST_BOUND,
+    );
 }
 
 #[test]
@@ -62,7 +74,14 @@ fn zoom() {
 #[test]
 fn smooth_random_field() {
     for seed in [5, 11] {
-        check(Motion::Smooth { amplitude: 4.0, seed }, ACCURATE_BOUND, FAST_BOUND);
+        check(
+            Motion::Smooth {
+                amplitude: 4.0,
+                seed,
+            },
+            ACCURATE_BOUND,
+            FAST_BOUND,
+        );
     }
 }
 
@@ -70,7 +89,11 @@ fn smooth_random_field() {
 fn no_motion_gives_zero_flow() {
     let gt = pair(W, H, Motion::Translation { dx: 0.0, dy: 0.0 }, 3);
     let flow = tvl1(&gt.prev, &gt.next, &Tvl1Params::accurate());
-    let max = flow.u.iter().chain(&flow.v).fold(0.0f32, |m, x| m.max(x.abs()));
+    let max = flow
+        .u
+        .iter()
+        .chain(&flow.v)
+        .fold(0.0f32, |m, x| m.max(x.abs()));
     assert!(max < 1e-3, "max |flow| {max} on identical frames");
 }
 
@@ -88,7 +111,10 @@ fn full_size_8bit_pair() {
 fn result_does_not_depend_on_thread_count() {
     let gt = pair(W, H, Motion::Rotation { degrees: -2.0 }, 9);
     let run = |threads| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         pool.install(|| tvl1(&gt.prev, &gt.next, &Tvl1Params::accurate()))
     };
     let (one, three) = (run(1), run(3));
@@ -114,28 +140,58 @@ fn bad_input_is_refused() {
         data: vec![0.0; 32 * 24],
     };
     let p = Tvl1Params::accurate();
-    assert!(matches!(try_tvl1(&a, &b, &p), Err(FlowError::SizeMismatch(32, 24, 24, 32))));
+    assert!(matches!(
+        try_tvl1(&a, &b, &p),
+        Err(FlowError::SizeMismatch(32, 24, 24, 32))
+    ));
     let empty = GrayImage {
         width: 0,
         height: 5,
         data: vec![],
     };
-    assert!(matches!(try_tvl1(&empty, &empty, &p), Err(FlowError::Empty(0, 5))));
+    assert!(matches!(
+        try_tvl1(&empty, &empty, &p),
+        Err(FlowError::Empty(0, 5))
+    ));
     let short = GrayImage {
         width: 32,
         height: 24,
         data: vec![0.0; 10],
     };
-    assert!(matches!(try_tvl1(&short, &short, &p), Err(FlowError::BadLength { .. })));
+    assert!(matches!(
+        try_tvl1(&short, &short, &p),
+        Err(FlowError::BadLength { .. })
+    ));
     for bad in [
-        Tvl1Params { tau: 0.5, ..p.clone() },
-        Tvl1Params { scale_step: 1.0, ..p.clone() },
-        Tvl1Params { warps: 0, ..p.clone() },
-        Tvl1Params { median_filtering: 4, ..p.clone() },
-        Tvl1Params { lambda: f32::NAN, ..p.clone() },
-        Tvl1Params { finest_scale: 5, ..p.clone() },
+        Tvl1Params {
+            tau: 0.5,
+            ..p.clone()
+        },
+        Tvl1Params {
+            scale_step: 1.0,
+            ..p.clone()
+        },
+        Tvl1Params {
+            warps: 0,
+            ..p.clone()
+        },
+        Tvl1Params {
+            median_filtering: 4,
+            ..p.clone()
+        },
+        Tvl1Params {
+            lambda: f32::NAN,
+            ..p.clone()
+        },
+        Tvl1Params {
+            finest_scale: 5,
+            ..p.clone()
+        },
     ] {
-        assert!(matches!(try_tvl1(&a, &a, &bad), Err(FlowError::InvalidParams(_))), "{bad:?}");
+        assert!(
+            matches!(try_tvl1(&a, &a, &bad), Err(FlowError::InvalidParams(_))),
+            "{bad:?}"
+        );
     }
     assert!(GrayImage::try_from_rgb(&[0; 10], 2, 2).is_err());
 }

@@ -85,7 +85,6 @@ pub fn try_tvl1(
             iterations,
             "tv-l1 level solved"
         );
-        eprintln!("TMP level {s} {lw}x{lh} iters {iterations}");
         let (tw, th) = if s == finest { (w, h) } else { sizes[s - 1] };
         if (tw, th) != (lw, lh) {
             u1 = resize_bilinear(&u1, lw, lh, tw, th, tw as f32 / lw as f32);
