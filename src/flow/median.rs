@@ -128,9 +128,16 @@ pub(crate) fn median_filter(
 /// One output row of a 3x3 or 5x5 median; `win` holds the window's padded rows.
 fn filter_row(orow: &mut [f32], win: &[f32], pw: usize, size: usize) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { filter_row_avx2(orow, win, pw, size) };
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx512vl") {
+            // SAFETY: the CPU supports AVX-512F and VL, checked just above.
+            return unsafe { filter_row_avx512(orow, win, pw, size) };
+        }
+        if has!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { filter_row_avx2(orow, win, pw, size) };
+        }
     }
     filter_row_body(orow, win, pw, size)
 }
@@ -139,6 +146,14 @@ fn filter_row(orow: &mut [f32], win: &[f32], pw: usize, size: usize) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn filter_row_avx2(orow: &mut [f32], win: &[f32], pw: usize, size: usize) {
+    filter_row_body(orow, win, pw, size)
+}
+
+/// [`filter_row_body`] compiled for AVX-512: its 32 vector registers hold all 25
+/// lanes of the 5x5 network without spilling.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl")]
+unsafe fn filter_row_avx512(orow: &mut [f32], win: &[f32], pw: usize, size: usize) {
     filter_row_body(orow, win, pw, size)
 }
 
@@ -160,21 +175,24 @@ fn filter_row_n<M: Network<N>, const N: usize>(
     size: usize,
 ) {
     let w = orow.len();
+    // Tap j of every pixel's window, as one row-long slice per tap.
+    let taps: [&[f32]; N] = std::array::from_fn(|j| {
+        let start = (j / size) * pw + j % size;
+        &win[start..start + w]
+    });
     let full = w / LANES * LANES;
     for (b, chunk) in orow[..full].chunks_exact_mut(LANES).enumerate() {
         let x0 = b * LANES;
         let mut p = [[0.0f32; LANES]; N];
-        for (j, lanes) in p.iter_mut().enumerate() {
-            let (dy, dx) = (j / size, j % size);
-            let start = dy * pw + x0 + dx;
-            lanes.copy_from_slice(&win[start..start + LANES]);
+        for (lanes, tap) in p.iter_mut().zip(&taps) {
+            lanes.copy_from_slice(&tap[x0..x0 + LANES]);
         }
         chunk.copy_from_slice(&M::select(&mut p));
     }
     for (x, o) in orow.iter_mut().enumerate().skip(full) {
         let mut p = [0.0f32; N];
-        for (j, v) in p.iter_mut().enumerate() {
-            *v = win[(j / size) * pw + x + j % size];
+        for (v, tap) in p.iter_mut().zip(&taps) {
+            *v = tap[x];
         }
         *o = M::select(&mut p);
     }
