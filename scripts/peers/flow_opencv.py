@@ -17,8 +17,8 @@ pass --release to use the release profile instead.
 import argparse
 import json
 import os
+import resource
 import subprocess
-import sys
 import time
 
 import cv2
@@ -40,10 +40,24 @@ OPT_FLAGS = ["--config", "profile.dev.package.revstream.opt-level=3",
              "--config", "profile.dev.package.revstream.overflow-checks=false"]
 
 
-def cargo(args, release):
+def build(release):
+    """Builds the pair writer / timer and returns its path."""
     profile = ["--release"] if release else OPT_FLAGS
-    cmd = ["cargo", "run", "-q", *profile, "--example", "flow_pairs", "--", *args]
-    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    subprocess.run(["cargo", "build", "-q", *profile, "--example", "flow_pairs"], check=True)
+    target = os.environ.get("CARGO_TARGET_DIR", "target")
+    return os.path.join(target, "release" if release else "debug", "examples", "flow_pairs")
+
+
+def cpu_seconds(who):
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
+
+
+def rust(binary, args):
+    """Runs the Rust timer; also returns its CPU seconds (all threads, warm-up included)."""
+    before = cpu_seconds(resource.RUSAGE_CHILDREN)
+    out = subprocess.run([binary, *args], check=True, capture_output=True, text=True).stdout
+    return json.loads(out), cpu_seconds(resource.RUSAGE_CHILDREN) - before
 
 
 def read_flo(path):
@@ -67,15 +81,17 @@ def epe(flow, gt):
 
 def opencv_run(pairs, preset, repeat):
     tvl1 = cv2.optflow.DualTVL1OpticalFlow_create(**PRESETS[preset])
+    cpu_before = cpu_seconds(resource.RUSAGE_SELF)
     flows = [tvl1.calc(a, b, None) for a, b, _ in pairs]  # also the warm-up pass
     start = time.perf_counter()
     for _ in range(repeat):
         for a, b, _ in pairs:
             tvl1.calc(a, b, None)
     seconds = time.perf_counter() - start
+    cpu = cpu_seconds(resource.RUSAGE_SELF) - cpu_before
     epes = [epe(f, gt) for f, (_, _, gt) in zip(flows, pairs)]
     return {"pairs_per_s": len(pairs) * repeat / seconds, "epe": float(np.mean(epes)),
-            "epe_per_pair": epes}
+            "epe_per_pair": epes}, cpu
 
 
 def main():
@@ -86,9 +102,11 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--presets", default="accurate,fast")
     ap.add_argument("--release", action="store_true")
+    ap.add_argument("--json", help="also write every figure to this file")
     args = ap.parse_args()
 
-    cargo(["write", args.dir, "--count", str(args.count)], args.release)
+    binary = build(args.release)
+    subprocess.run([binary, "write", args.dir, "--count", str(args.count)], check=True)
     pairs = []
     for i in range(args.count):
         p = os.path.join(args.dir, f"pair_{i:02d}")
@@ -99,18 +117,28 @@ def main():
     h, w = pairs[0][0].shape
     print(f"{len(pairs)} pairs of {w}x{h}, {args.threads} threads, "
           f"OpenCV {cv2.__version__}, {args.repeat} timed passes")
-    print(f"{'preset':9} {'impl':10} {'pairs/s':>9} {'EPE':>8}")
+    # CPU ms per pair (all threads, warm-up pass included) is reported beside
+    # wall-clock pairs/s because it is less sensitive to other load on the machine.
+    print(f"{'preset':9} {'impl':10} {'pairs/s':>9} {'CPU ms/pair':>12} {'EPE':>8}")
     results = {}
+    passes = len(pairs) * (args.repeat + 1)
     for preset in args.presets.split(","):
-        ours = json.loads(cargo(["run", args.dir, "--preset", preset, "--threads",
-                                 str(args.threads), "--repeat", str(args.repeat)], args.release))
-        theirs = opencv_run(pairs, preset, args.repeat)
-        for name, r in (("revstream", ours), ("opencv", theirs)):
-            print(f"{preset:9} {name:10} {r['pairs_per_s']:9.2f} {r['epe']:8.4f}")
+        ours, our_cpu = rust(binary, ["run", args.dir, "--preset", preset, "--threads",
+                                      str(args.threads), "--repeat", str(args.repeat)])
+        theirs, their_cpu = opencv_run(pairs, preset, args.repeat)
+        for name, r, cpu in (("revstream", ours, our_cpu), ("opencv", theirs, their_cpu)):
+            r["cpu_ms_per_pair"] = 1e3 * cpu / passes
+            print(f"{preset:9} {name:10} {r['pairs_per_s']:9.2f} {r['cpu_ms_per_pair']:12.1f}"
+                  f" {r['epe']:8.4f}")
         ratio = ours["pairs_per_s"] / theirs["pairs_per_s"]
-        print(f"{preset:9} speed ratio revstream/opencv: {ratio:.2f}x")
-        results[preset] = {"revstream": ours, "opencv": theirs, "speed_ratio": ratio}
-    json.dump(results, sys.stderr if os.environ.get("FLOW_JSON") else open(os.devnull, "w"))
+        cpu_ratio = theirs["cpu_ms_per_pair"] / ours["cpu_ms_per_pair"]
+        print(f"{preset:9} speed ratio revstream/opencv: {ratio:.2f}x wall-clock, "
+              f"{cpu_ratio:.2f}x CPU time")
+        results[preset] = {"revstream": ours, "opencv": theirs, "speed_ratio": ratio,
+                           "cpu_ratio": cpu_ratio}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
 
 
 if __name__ == "__main__":

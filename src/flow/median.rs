@@ -238,12 +238,12 @@ mod tests {
 
     #[test]
     fn median9_network_is_exact() {
-        check_all_binary::<9>(|p| median9(p));
+        check_all_binary::<9>(median9);
     }
 
     #[test]
     fn median25_network_is_exact() {
-        check_all_binary::<25>(|p| median25(p));
+        check_all_binary::<25>(median25);
     }
 
     #[test]
