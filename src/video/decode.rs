@@ -229,7 +229,7 @@ impl Video {
         let duration_s = match (index.timed, index.pts_of(index.frames - 1)) {
             (true, Some(last)) => {
                 let step = fps_from_rate.map_or(scan.last_duration as f64 * tb, |f| 1.0 / f);
-                (last - first_pts) as f64 * tb + step
+                (last as f64 - first_pts as f64) * tb + step
             }
             _ => fps_from_rate.map_or(declared_s, |f| index.frames as f64 / f),
         };
@@ -279,7 +279,7 @@ impl Video {
     /// Start time of frame `rank` in seconds from the first frame.
     fn frame_time(&self, rank: u64) -> f64 {
         match self.index.pts_of(rank) {
-            Some(pts) if self.index.timed => (pts - self.first_pts) as f64 * self.time_base,
+            Some(pts) if self.index.timed => (pts as f64 - self.first_pts as f64) * self.time_base,
             _ if self.info.fps > 0.0 => rank as f64 / self.info.fps,
             _ => 0.0,
         }
@@ -296,7 +296,7 @@ impl Video {
         if targets.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conv = Converter::new(*resize, self.info.rotation);
+        let mut conv = Converter::new(*resize, self.info.rotation, self.limits.max_pixels);
         self.rewind()?;
         let min_skip = match self.policy {
             SeekPolicy::Auto => MIN_SKIP,
