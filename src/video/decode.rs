@@ -120,6 +120,7 @@ impl Video {
     }
 
     /// Decodes the frames `sampling` asks for, resized as `resize` says.
+    #[tracing::instrument(level = "debug", skip_all, fields(frames = self.info.frames))]
     pub fn sample(
         &mut self,
         sampling: &Sampling,
@@ -152,6 +153,7 @@ impl Video {
     }
 
     /// Decodes every frame, in presentation order.
+    #[tracing::instrument(level = "debug", skip_all, fields(frames = self.info.frames))]
     pub fn decode_all(&mut self, resize: &Resize) -> Result<Vec<RgbFrame>, VideoError> {
         let targets: Vec<u64> = (0..self.info.frames).collect();
         self.decode_targets(&targets, resize)
@@ -273,6 +275,7 @@ impl Video {
         };
         // Also makes mkv/webm load their seek index now rather than on the first seek.
         video.rewind()?;
+        tracing::debug!(info = ?video.info, timed = video.index.timed, keyframes = video.index.keys.len(), "opened video");
         Ok(video)
     }
 
