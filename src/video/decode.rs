@@ -11,7 +11,7 @@ use ffmpeg::{Packet, Rational, media};
 use ffmpeg_next as ffmpeg;
 
 use super::convert::Converter;
-use super::index::{FrameIndex, KeyEntry, PacketEntry};
+use super::index::{self, FrameIndex, KeyEntry, PacketEntry, scan};
 use super::input::{self, SharedBytes, Source};
 use super::{Clip, Limits, Resize, RgbFrame, Sampling, VideoError};
 
@@ -20,8 +20,8 @@ const DECODE_THREADS: usize = 2;
 /// With [`SeekPolicy::Auto`], seek only to skip at least this many packets: a seek
 /// throws away the frames in flight inside the decoder.
 const MIN_SKIP: usize = 4;
-/// Consecutive unreadable packets after which the demuxer is deemed stuck.
-const MAX_BAD_PACKETS: usize = 1000;
+/// Decoding errors in a row after which the decoder is deemed stuck on a packet.
+const MAX_ERRORS_IN_A_ROW: usize = 64;
 
 /// What the video is, as probed at open.
 #[derive(Debug, Clone, PartialEq)]
@@ -205,15 +205,11 @@ impl Video {
 
         let scan = scan(&mut input, stream_index, limits)?;
         let index = FrameIndex::new(&scan.packets);
-        let first_packet = *scan
-            .packets
-            .first()
-            .ok_or_else(|| VideoError::Corrupt("the video stream holds no frames".into()))?;
-        if index.frames == 0 {
+        let Some(&first_packet) = scan.packets.first().filter(|_| index.frames > 0) else {
             return Err(VideoError::Corrupt(
                 "the video stream holds no frames".into(),
             ));
-        }
+        };
         limits.check_frames(index.frames)?;
         let declared_s = input.duration() as f64 / f64::from(ffi::AV_TIME_BASE);
         if (declared_frames > 0 && (scan.packets.len() as u64) < declared_frames)
@@ -316,6 +312,7 @@ impl Video {
         let mut last = frame::Video::empty();
         let mut last_rank: Option<u64> = None;
         let mut decode_errors = 0u64;
+        let mut decoded_in_stretch = 0u64;
         let mut decode_all_packets = true;
         set_skip_nonref(&mut self.decoder, false);
         while next < targets.len() {
@@ -326,6 +323,7 @@ impl Video {
                 if let Some((_, Some(k))) = key
                     && k.pos > pos + min_skip
                 {
+                    decoded_in_stretch = 0;
                     match self.seek_to(k, targets[next])? {
                         Some((landed, safe_rank)) => {
                             pos = landed;
@@ -360,6 +358,7 @@ impl Video {
                 }
                 None => self.decoder.send_eof(),
             };
+            let mut errors_in_a_row = 0usize;
             let mut resend = false;
             match sent {
                 Ok(()) => {}
@@ -371,13 +370,22 @@ impl Video {
                     Ok(()) => {}
                     Err(ffmpeg::Error::Other { errno }) if errno == ffi::EAGAIN => break,
                     Err(ffmpeg::Error::Eof) => break,
+                    // A damaged frame: the decoder moves on to the next one, unless it is
+                    // stuck, which must not hang us.
                     Err(_) => {
                         decode_errors += 1;
+                        errors_in_a_row += 1;
+                        if errors_in_a_row > MAX_ERRORS_IN_A_ROW {
+                            break;
+                        }
                         continue;
                     }
                 }
+                errors_in_a_row = 0;
                 self.stats.frames_decoded += 1;
-                self.limits.check_frames(self.stats.frames_decoded)?;
+                // Each stretch of decoding (from the start or a keyframe) ends within the video.
+                decoded_in_stretch += 1;
+                self.limits.check_frames(decoded_in_stretch)?;
                 self.limits.check_pixels(frame.width(), frame.height())?;
                 let rank = if self.index.timed {
                     match frame
@@ -453,7 +461,7 @@ impl Video {
                 }
                 Ok(()) => {}
                 Err(ffmpeg::Error::Eof) => return Ok(None),
-                Err(ffmpeg::Error::InvalidData) if bad < MAX_BAD_PACKETS => bad += 1,
+                Err(ffmpeg::Error::InvalidData) if bad < index::MAX_BAD_PACKETS => bad += 1,
                 Err(e) => {
                     return Err(VideoError::Corrupt(format!(
                         "the file could not be read: {e}"
@@ -614,67 +622,6 @@ fn set_skip_nonref(decoder: &mut ffmpeg::decoder::Video, skip: bool) {
     };
     // SAFETY: the codec context is open; frame threads pick the field up per packet.
     unsafe { (*decoder.as_mut_ptr()).skip_frame = discard };
-}
-
-/// What one pass over all packets found.
-struct Scan {
-    /// The video stream's packets, in decode order.
-    packets: Vec<PacketEntry>,
-    /// Latest end time over all streams, in seconds from the container's start.
-    end_s: f64,
-    /// Duration of the video stream's last packet, in its time base.
-    last_duration: i64,
-}
-
-/// Demuxes every packet once (no decoding) to build the frame index and find truncation.
-fn scan(input: &mut Input, video: usize, limits: &Limits) -> Result<Scan, VideoError> {
-    // SAFETY: the format context is open.
-    let start = unsafe { (*input.as_ptr()).start_time };
-    let start_s = if start == ffi::AV_NOPTS_VALUE {
-        0.0
-    } else {
-        start as f64 / f64::from(ffi::AV_TIME_BASE)
-    };
-    let time_bases: Vec<f64> = input.streams().map(|s| f64::from(s.time_base())).collect();
-    let mut packets = Vec::new();
-    let mut end_s = f64::NEG_INFINITY;
-    let mut last_duration = 0;
-    let mut bad = 0usize;
-    loop {
-        let mut packet = Packet::empty();
-        match packet.read(input) {
-            Ok(()) => {}
-            Err(ffmpeg::Error::Eof) => break,
-            Err(ffmpeg::Error::InvalidData) if bad < MAX_BAD_PACKETS => {
-                bad += 1;
-                continue;
-            }
-            Err(e) => {
-                return Err(VideoError::Corrupt(format!(
-                    "the file could not be read to its end: {e}"
-                )));
-            }
-        }
-        let tb = time_bases.get(packet.stream()).copied().unwrap_or(0.0);
-        if let Some(ts) = packet.pts().or(packet.dts()) {
-            end_s = end_s.max((ts as f64 + packet.duration().max(0) as f64) * tb - start_s);
-        }
-        if packet.stream() == video {
-            packets.push(PacketEntry {
-                pts: packet.pts(),
-                dts: packet.dts(),
-                key: packet.is_key(),
-                discard: packet.flags().bits() & ffi::AV_PKT_FLAG_DISCARD != 0,
-            });
-            last_duration = packet.duration();
-            limits.check_frames(packets.len() as u64)?;
-        }
-    }
-    Ok(Scan {
-        packets,
-        end_s,
-        last_duration,
-    })
 }
 
 /// Makes the demuxer skip streams other than the video (less work per packet).
