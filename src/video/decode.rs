@@ -83,6 +83,8 @@ pub struct Video {
     pending: Option<Packet>,
     /// Packets read since the last rewind; 0 means the input is at its start.
     read_since_rewind: u64,
+    /// Keyframes to aim before the wanted one, for demuxers that land past it.
+    aim_earlier: usize,
 }
 
 impl std::fmt::Debug for Video {
@@ -268,6 +270,7 @@ impl Video {
             stats: DecodeStats::default(),
             pending: None,
             read_since_rewind: scan.packets.len() as u64,
+            aim_earlier: 0,
         };
         // Also makes mkv/webm load their seek index now rather than on the first seek.
         video.rewind()?;
@@ -513,20 +516,25 @@ impl Video {
     /// or `None` when no landing could be trusted.
     fn seek_to(&mut self, key: KeyEntry, target: u64) -> Result<Option<(usize, u64)>, VideoError> {
         // Some demuxers (MPEG-TS) land just past the requested keyframe: aim one or two
-        // keyframes earlier before giving up.
-        let mut aim = Some(key);
-        for _ in 0..3 {
-            let Some(k) = aim else { break };
-            if let Some(landed) = self.seek_once(k, target)? {
+        // keyframes earlier, and keep doing so for this video once that was needed.
+        for retry in 0..3 {
+            let mut aim = Some(key);
+            for _ in 0..self.aim_earlier + retry {
+                aim = aim.and_then(|k| self.index.key_before(k.pos)).or(aim);
+            }
+            let Some(aim) = aim else { break };
+            if let Some(landed) = self.seek_once(aim, key, target)? {
+                self.aim_earlier = (self.aim_earlier + retry).min(2);
                 return Ok(Some(landed));
             }
-            aim = self.index.key_before(k.pos);
         }
         Ok(None)
     }
 
+    /// One seek towards `aim`, then reading (not decoding) on to keyframe `key`.
     fn seek_once(
         &mut self,
+        aim: KeyEntry,
         key: KeyEntry,
         target: u64,
     ) -> Result<Option<(usize, u64)>, VideoError> {
@@ -538,7 +546,7 @@ impl Video {
             ffi::av_seek_frame(
                 self.input.as_mut_ptr(),
                 self.stream as i32,
-                key.seek_ts,
+                aim.seek_ts,
                 ffi::AVSEEK_FLAG_BACKWARD,
             )
         };
@@ -546,7 +554,8 @@ impl Video {
         if r < 0 {
             return Ok(None);
         }
-        // Landings are untrusted: skip to the first keyframe packet and look it up.
+        // Landings are untrusted: look each keyframe packet up; demuxing up to the wanted
+        // keyframe is far cheaper than decoding from an earlier one.
         while let Some(packet) = self.next_packet()? {
             if !packet.is_key() {
                 continue;
@@ -559,6 +568,9 @@ impl Video {
             else {
                 continue;
             };
+            if k.pos < key.pos {
+                continue;
+            }
             if k.safe_rank > target {
                 tracing::debug!(target, landed = k.safe_rank, "seek overshot");
                 return Ok(None);
