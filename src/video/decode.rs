@@ -10,6 +10,7 @@ use ffmpeg::util::frame;
 use ffmpeg::{Packet, Rational, media};
 use ffmpeg_next as ffmpeg;
 
+use super::collect::Collector;
 use super::convert::Converter;
 use super::index::{self, FrameIndex, KeyEntry, PacketEntry, scan};
 use super::input::{self, SharedBytes, Source};
@@ -294,56 +295,49 @@ impl Video {
         resize: &Resize,
     ) -> Result<Vec<RgbFrame>, VideoError> {
         self.stats = DecodeStats::default();
-        let mut out: Vec<Option<RgbFrame>> = vec![None; targets.len()];
         if targets.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conv = Converter::new(*resize, self.info.rotation, self.limits.max_pixels);
+        let conv = Converter::new(*resize, self.info.rotation, self.limits.max_pixels);
+        let mut collector = Collector::new(targets, conv);
         self.rewind()?;
         let min_skip = match self.policy {
             SeekPolicy::Auto => MIN_SKIP,
             _ => 0,
         };
         let mut may_seek = self.index.timed && self.policy != SeekPolicy::Never;
-        let mut next = 0usize;
-        // Key for `targets[next]`, computed once per target.
-        let mut key: Option<(usize, Option<KeyEntry>)> = None;
+        // The keyframe for the next target, looked up once per target.
+        let mut key: Option<(u64, Option<KeyEntry>)> = None;
+        // Decode position of the next packet, and the first frame index trusted since
+        // the last seek (frames before a keyframe may reference data we skipped).
         let mut pos = 0usize;
         let mut accept_from = 0u64;
         let mut counter = 0u64;
-        let mut frame = frame::Video::empty();
-        let mut last = frame::Video::empty();
-        let mut last_rank: Option<u64> = None;
-        let mut decode_errors = 0u64;
         let mut decoded_in_stretch = 0u64;
-        let mut decode_all_packets = true;
+        let mut decode_errors = 0u64;
+        let mut skipping = false;
+        let mut frame = frame::Video::empty();
         set_skip_nonref(&mut self.decoder, false);
-        while next < targets.len() {
+        while let Some(target) = collector.next_target() {
             if may_seek {
-                if key.is_none_or(|(n, _)| n != next) {
-                    key = Some((next, self.index.key_for(targets[next])));
+                if key.is_none_or(|(t, _)| t != target) {
+                    key = Some((target, self.index.key_for(target)));
                 }
                 if let Some((_, Some(k))) = key
                     && k.pos > pos + min_skip
                 {
                     decoded_in_stretch = 0;
-                    match self.seek_to(k, targets[next])? {
-                        Some((landed, safe_rank)) => {
-                            pos = landed;
-                            accept_from = safe_rank;
-                        }
+                    collector.forget_last();
+                    match self.seek_to(k, target)? {
+                        Some((landed, safe_rank)) => (pos, accept_from) = (landed, safe_rank),
                         None => {
                             self.rewind()?;
-                            pos = 0;
-                            accept_from = 0;
-                            may_seek = false;
+                            (pos, accept_from, may_seek) = (0, 0, false);
                         }
                     }
-                    last_rank = None;
                 }
             }
             let packet = self.next_packet()?;
-            let eof = packet.is_none();
             let sent = match &packet {
                 Some(p) => {
                     pos += 1;
@@ -352,22 +346,24 @@ impl Video {
                     let wanted = !self.index.timed
                         || p.pts()
                             .and_then(|pts| self.index.rank_of(pts))
-                            .is_none_or(|r| targets.binary_search(&r).is_ok());
-                    if wanted != decode_all_packets {
-                        decode_all_packets = wanted;
-                        set_skip_nonref(&mut self.decoder, !wanted);
+                            .is_none_or(|r| collector.wants(r));
+                    if wanted == skipping {
+                        skipping = !wanted;
+                        set_skip_nonref(&mut self.decoder, skipping);
                     }
                     self.decoder.send_packet(p)
                 }
                 None => self.decoder.send_eof(),
             };
+            let resend = match sent {
+                Ok(()) => false,
+                Err(ffmpeg::Error::Other { errno }) if errno == ffi::EAGAIN => true,
+                Err(_) => {
+                    decode_errors += 1;
+                    false
+                }
+            };
             let mut errors_in_a_row = 0usize;
-            let mut resend = false;
-            match sent {
-                Ok(()) => {}
-                Err(ffmpeg::Error::Other { errno }) if errno == ffi::EAGAIN => resend = true,
-                Err(_) => decode_errors += 1,
-            }
             loop {
                 match self.decoder.receive_frame(&mut frame) {
                     Ok(()) => {}
@@ -391,11 +387,8 @@ impl Video {
                 self.limits.check_frames(decoded_in_stretch)?;
                 self.limits.check_pixels(frame.width(), frame.height())?;
                 let rank = if self.index.timed {
-                    match frame
-                        .pts()
-                        .or(frame.timestamp())
-                        .and_then(|p| self.index.rank_of(p))
-                    {
+                    let pts = frame.pts().or(frame.timestamp());
+                    match pts.and_then(|p| self.index.rank_of(p)) {
                         Some(r) => r,
                         None => continue,
                     }
@@ -403,23 +396,9 @@ impl Video {
                     counter += 1;
                     counter - 1
                 };
-                if rank < accept_from {
-                    continue;
+                if rank >= accept_from {
+                    collector.take(&mut frame, rank, self.frame_time(rank))?;
                 }
-                // Targets this frame passed over were lost (damaged data): show the frame before.
-                while next < targets.len() && targets[next] < rank {
-                    out[next] = Some(match last_rank {
-                        Some(lr) => conv.convert(&last, self.frame_time(lr))?,
-                        None => conv.convert(&frame, self.frame_time(rank))?,
-                    });
-                    next += 1;
-                }
-                if next < targets.len() && targets[next] == rank {
-                    out[next] = Some(conv.convert(&frame, self.frame_time(rank))?);
-                    next += 1;
-                }
-                std::mem::swap(&mut frame, &mut last);
-                last_rank = Some(rank);
             }
             if resend
                 && let Some(p) = &packet
@@ -427,26 +406,11 @@ impl Video {
             {
                 decode_errors += 1;
             }
-            if eof {
+            if packet.is_none() {
                 break;
             }
         }
-        // Targets past the last decodable frame repeat it.
-        if let Some(lr) = last_rank
-            && next < targets.len()
-        {
-            let repeat = conv.convert(&last, self.frame_time(lr))?;
-            for slot in &mut out[next..] {
-                *slot = Some(repeat.clone());
-            }
-        }
-        let frames: Vec<RgbFrame> = out.into_iter().flatten().collect();
-        if frames.len() < targets.len() {
-            return Err(VideoError::Corrupt(format!(
-                "no frame could be decoded ({decode_errors} decoding errors)"
-            )));
-        }
-        Ok(frames)
+        collector.finish(decode_errors)
     }
 
     /// The next packet of the video stream, or `None` at the end.
