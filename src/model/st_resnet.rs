@@ -255,7 +255,7 @@ impl StResNet {
                 flow.dims()
             );
         }
-        if b == 0 || t == 0 {
+        if b == 0 || t == 0 || h == 0 || w == 0 {
             candle_core::bail!("empty input {:?}", rgb.dims());
         }
         Ok((
