@@ -3,6 +3,7 @@
 
 pub mod preprocess;
 pub mod queue;
+pub mod spec;
 pub mod workers;
 
 use std::sync::Arc;

@@ -7,48 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use candle_core::{Device, Tensor};
-use serde::Deserialize;
 
 use super::config::{BackendKind, ServerConfig};
 use super::metrics::Metrics;
 use super::types::{InputSpec, ModelInfo};
 use crate::backend::{Backend, candle::CandleBackend, device};
 use crate::flow::Preset;
-use crate::model::Config;
 use crate::pipeline::preprocess::Preprocessing;
 use crate::pipeline::queue::{BatchOptions, BatchQueue, LoadState};
-
-/// How inputs were prepared in training, as a model folder's config.json states it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
-struct PreprocessingFile {
-    segments: usize,
-    short_side: Option<u32>,
-    mean: [f32; 3],
-    std: [f32; 3],
-    flow_bound: f32,
-}
-
-impl Default for PreprocessingFile {
-    fn default() -> Self {
-        PreprocessingFile {
-            segments: 1,
-            short_side: None,
-            mean: [0.485, 0.456, 0.406],
-            std: [0.229, 0.224, 0.225],
-            flow_bound: 20.0,
-        }
-    }
-}
-
-/// A model folder's config.json.
-#[derive(Debug, Clone, Deserialize)]
-struct SpecFile {
-    architecture: Config,
-    #[serde(default)]
-    preprocessing: PreprocessingFile,
-    labels: Vec<String>,
-}
+use crate::pipeline::spec::ModelSpec;
 
 /// One model being served.
 pub struct ServedModel {
@@ -78,20 +45,8 @@ impl ServedModel {
             .and_then(|n| n.to_str())
             .ok_or_else(|| crate::Error::Model(format!("{} has no folder name", dir.display())))?
             .to_string();
-        let spec_path = dir.join("config.json");
-        let text = std::fs::read_to_string(&spec_path)
-            .map_err(|e| crate::Error::Model(format!("reading {}: {e}", spec_path.display())))?;
-        let spec: SpecFile = serde_json::from_str(&text)
-            .map_err(|e| crate::Error::Model(format!("parsing {}: {e}", spec_path.display())))?;
+        let spec = ModelSpec::load(dir)?;
         let arch = spec.architecture;
-        if spec.labels.len() != arch.num_classes {
-            return Err(crate::Error::Model(format!(
-                "{} lists {} labels for {} classes",
-                spec_path.display(),
-                spec.labels.len(),
-                arch.num_classes
-            )));
-        }
         let pre = spec.preprocessing;
         let size = arch.input_size as u32;
         let preset: Preset = config.flow_preset.into();
