@@ -5,14 +5,13 @@
 //! tiny seeded model), or targets `REVSTREAM_LOAD_URL` when set. `LOAD_SECONDS` sets the
 //! time per concurrency level (default 10). Run: `cargo bench --bench server_load`.
 
-#[allow(dead_code)]
-#[path = "../tests/common/server.rs"]
-mod server;
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use server::{TestServer, test_video, tiny_model};
+use common::server::{TestServer, test_video, tiny_model};
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -37,11 +36,14 @@ async fn run_level(client: &reqwest::Client, url: &str, video: &[u8], concurrenc
                 let sent = Instant::now();
                 let response =
                     client.post(&url).header("content-type", "video/mp4").body(video.clone()).send().await;
-                match response {
-                    Ok(r) if r.status() == 200 && r.bytes().await.is_ok() => {
-                        latencies.push(sent.elapsed().as_secs_f64() * 1e3)
-                    }
-                    _ => failures += 1,
+                let ok = match response {
+                    Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                if ok {
+                    latencies.push(sent.elapsed().as_secs_f64() * 1e3);
+                } else {
+                    failures += 1;
                 }
             }
             (latencies, failures)
@@ -62,7 +64,7 @@ async fn run_level(client: &reqwest::Client, url: &str, video: &[u8], concurrenc
 async fn main() {
     let seconds: f64 = std::env::var("LOAD_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10.0);
     let scratch = tempfile::tempdir().expect("temp dir");
-    let video = test_video(scratch.path(), "load.mp4", 10.0, "640x360");
+    let video = test_video(scratch.path(), "load.mp4", 10.0, (640, 360));
     let (server, url) = match std::env::var("REVSTREAM_LOAD_URL") {
         Ok(base) => (None, format!("{base}/v1/predict")),
         Err(_) => {

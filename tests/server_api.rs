@@ -6,7 +6,8 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::server::{LABELS, TestServer, expect_error, ffmpeg, test_video};
+use common::server::{LABELS, TestServer, expect_error, test_video};
+use common::videos::audio_only;
 use prost::Message;
 use revstream::server::types::PredictResponse;
 use serde_json::Value;
@@ -38,7 +39,7 @@ fn check_prediction(body: &Value, top_k: usize) {
 #[tokio::test]
 async fn predicts_from_raw_body_multipart_and_protobuf() {
     let server = TestServer::start(|_| {}).await;
-    let video = test_video(server.dir.path(), "pattern.mp4", 2.0, "96x96");
+    let video = test_video(server.dir.path(), "pattern.mp4", 2.0, (96, 96));
 
     let raw = server.post_video("/v1/predict", video.clone()).await;
     assert_eq!(raw.status(), 200);
@@ -90,7 +91,7 @@ async fn predicts_from_raw_body_multipart_and_protobuf() {
 async fn every_error_has_its_status_and_kind() {
     let server = TestServer::start(|c| c.max_body_bytes = 200_000).await;
     let dir = server.dir.path();
-    let video = test_video(dir, "pattern.mp4", 1.0, "96x96");
+    let video = test_video(dir, "pattern.mp4", 1.0, (96, 96));
 
     for query in ["top_k=0", "top_k=4", "top_k=abc", "segments=0", "segments=1000"] {
         let response = server.post_video(&format!("/v1/predict?{query}"), video.clone()).await;
@@ -112,8 +113,7 @@ async fn every_error_has_its_status_and_kind() {
 
     let not_video = b"this is plain text, not a video at all".repeat(20);
     expect_error(server.post_video("/v1/predict", not_video).await, 422, "not_a_video").await;
-    let audio = ffmpeg(dir, "tone.m4a", &["-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:a", "aac"]);
-    let audio = std::fs::read(audio).unwrap();
+    let audio = std::fs::read(audio_only(dir)).unwrap();
     expect_error(server.post_video("/v1/predict", audio).await, 422, "no_video_stream").await;
     let truncated = video[..video.len() / 2].to_vec();
     let response = server.post_video("/v1/predict", truncated).await;
@@ -197,7 +197,7 @@ fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 #[tokio::test]
 async fn metrics_count_what_happened() {
     let server = TestServer::start(|_| {}).await;
-    let video = test_video(server.dir.path(), "pattern.mp4", 1.0, "96x96");
+    let video = test_video(server.dir.path(), "pattern.mp4", 1.0, (96, 96));
     for _ in 0..2 {
         assert_eq!(server.post_video("/v1/predict", video.clone()).await.status(), 200);
     }
@@ -252,7 +252,7 @@ async fn json_and_protobuf_share_one_schema() {
     let proto = proto_messages();
     let fields = |m: &str| proto[m].keys().cloned().collect::<BTreeSet<_>>();
     let server = TestServer::start(|_| {}).await;
-    let video = test_video(server.dir.path(), "pattern.mp4", 1.0, "96x96");
+    let video = test_video(server.dir.path(), "pattern.mp4", 1.0, (96, 96));
     let body: Value = server.post_video("/v1/predict", video).await.json().await.unwrap();
     assert_eq!(keys(&body), fields("PredictResponse"));
     assert_eq!(keys(&body["predictions"][0]), fields("Prediction"));

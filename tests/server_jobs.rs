@@ -44,7 +44,7 @@ async fn a_job_gives_a_timeline_and_the_whole_video() {
         c.job_step_s = 1.0;
     })
     .await;
-    let video = test_video(server.dir.path(), "long.mp4", 5.0, "96x96");
+    let video = test_video(server.dir.path(), "long.mp4", 5.0, (96, 96));
     let id = create(&server, video, "?top_k=2").await;
     assert_eq!(id.len(), 32);
     let view = wait_finished(&server, &id).await;
@@ -69,7 +69,7 @@ async fn a_job_gives_a_timeline_and_the_whole_video() {
 #[tokio::test]
 async fn a_cancelled_job_stops_and_says_so() {
     let server = TestServer::start(|_| {}).await;
-    let video = test_video(server.dir.path(), "long.mp4", 20.0, "96x96");
+    let video = test_video(server.dir.path(), "long.mp4", 20.0, (96, 96));
     let id = create(&server, video, "?segments=16").await;
     let response = server.client.delete(server.url(&format!("/v1/jobs/{id}"))).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -98,7 +98,7 @@ async fn a_cancelled_job_stops_and_says_so() {
 #[tokio::test]
 async fn finished_jobs_expire() {
     let server = TestServer::start(|c| c.job_ttl_s = 1).await;
-    let video = test_video(server.dir.path(), "short.mp4", 1.0, "96x96");
+    let video = test_video(server.dir.path(), "short.mp4", 1.0, (96, 96));
     let id = create(&server, video, "").await;
     let view = wait_finished(&server, &id).await;
     assert_eq!(view["status"], "done");

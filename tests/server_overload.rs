@@ -17,7 +17,7 @@ async fn a_burst_over_capacity_gets_429s_and_no_5xx() {
         c.worker_queue = 1;
     })
     .await;
-    let video = test_video(server.dir.path(), "pattern.mp4", 2.0, "96x96");
+    let video = test_video(server.dir.path(), "pattern.mp4", 2.0, (96, 96));
     let requests = (0..12).map(|_| {
         let request = server
             .client
@@ -62,7 +62,7 @@ async fn a_model_that_fails_to_load_keeps_health_at_503() {
     let health = server.client.get(server.url("/health")).send().await.unwrap();
     let body = expect_error(health, 503, "not_ready").await;
     assert!(body["error"].as_str().unwrap().contains("failed to load"), "{body}");
-    let video = test_video(server.dir.path(), "pattern.mp4", 1.0, "96x96");
+    let video = test_video(server.dir.path(), "pattern.mp4", 1.0, (96, 96));
     expect_error(server.post_video("/v1/predict", video).await, 503, "not_ready").await;
     let model: Value = server.client.get(server.url("/v1/models/broken")).send().await.unwrap().json().await.unwrap();
     assert_eq!(model["status"], "failed");
@@ -72,7 +72,7 @@ async fn a_model_that_fails_to_load_keeps_health_at_503() {
 #[tokio::test]
 async fn shutdown_finishes_requests_in_flight() {
     let server = TestServer::start(|c| c.max_concurrent = 4).await;
-    let video = test_video(server.dir.path(), "long.mp4", 4.0, "160x120");
+    let video = test_video(server.dir.path(), "long.mp4", 4.0, (160, 120));
     let request = server
         .client
         .post(server.url("/v1/predict?segments=16"))

@@ -1,8 +1,7 @@
 //! Spawns the real server in-process on 127.0.0.1:0 with a real (untrained, seeded)
-//! tiny model, and makes test videos with the ffmpeg CLI.
+//! tiny model, and makes its test videos with the ffmpeg CLI.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use candle_core::{DType, Device, Tensor};
@@ -14,6 +13,8 @@ use revstream::server::{self, AppState, ServerConfig};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+
+use super::videos::make_testsrc;
 
 /// The labels of the test model.
 pub const LABELS: [&str; 3] = ["waving", "walking", "jumping"];
@@ -53,24 +54,10 @@ pub fn tiny_model(dir: &Path, name: &str, seed: u64) -> PathBuf {
     folder
 }
 
-/// Runs the ffmpeg CLI with `args` (inputs, filters, codec) writing `dir/name`.
-pub fn ffmpeg(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
-    let out = dir.join(name);
-    let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(args)
-        .arg(&out)
-        .status()
-        .expect("running ffmpeg");
-    assert!(status.success(), "ffmpeg {args:?} failed");
-    out
-}
-
 /// A small H.264 MP4 of a moving test pattern.
-pub fn test_video(dir: &Path, name: &str, seconds: f64, size: &str) -> Vec<u8> {
-    let source = format!("testsrc2=size={size}:rate=10:duration={seconds}");
-    let path = ffmpeg(dir, name, &["-f", "lavfi", "-i", &source, "-c:v", "libx264", "-pix_fmt", "yuv420p"]);
-    std::fs::read(path).unwrap()
+pub fn test_video(dir: &Path, name: &str, seconds: f64, size: (u32, u32)) -> Vec<u8> {
+    let codec = ["-c:v", "libx264", "-pix_fmt", "yuv420p"];
+    std::fs::read(make_testsrc(dir, name, size, 10, seconds, &codec)).unwrap()
 }
 
 /// A server running in this process.
