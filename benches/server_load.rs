@@ -23,7 +23,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Runs `concurrency` clients back to back for `seconds`; returns latencies (ms) of
 /// successful requests and the number of failed ones.
-async fn run_level(client: &reqwest::Client, url: &str, video: &[u8], concurrency: usize, seconds: f64) -> (Vec<f64>, usize, f64) {
+async fn run_level(
+    client: &reqwest::Client,
+    url: &str,
+    video: &[u8],
+    concurrency: usize,
+    seconds: f64,
+) -> (Vec<f64>, usize, f64) {
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(seconds);
     let clients = (0..concurrency).map(|_| {
@@ -34,8 +40,12 @@ async fn run_level(client: &reqwest::Client, url: &str, video: &[u8], concurrenc
             let (mut latencies, mut failures) = (Vec::new(), 0);
             while Instant::now() < deadline {
                 let sent = Instant::now();
-                let response =
-                    client.post(&url).header("content-type", "video/mp4").body(video.clone()).send().await;
+                let response = client
+                    .post(&url)
+                    .header("content-type", "video/mp4")
+                    .body(video.clone())
+                    .send()
+                    .await;
                 let ok = match response {
                     Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
                     Err(_) => false,
@@ -62,7 +72,10 @@ async fn run_level(client: &reqwest::Client, url: &str, video: &[u8], concurrenc
 
 #[tokio::main]
 async fn main() {
-    let seconds: f64 = std::env::var("LOAD_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10.0);
+    let seconds: f64 = std::env::var("LOAD_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10.0);
     let scratch = tempfile::tempdir().expect("temp dir");
     let video = test_video(scratch.path(), "load.mp4", 10.0, (640, 360));
     let (server, url) = match std::env::var("REVSTREAM_LOAD_URL") {
@@ -78,9 +91,18 @@ async fn main() {
             (Some(server), url)
         }
     };
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(300)).build().expect("client");
-    let model: serde_json::Value =
-        client.get(url.replace("/v1/predict", "/v1/models/default")).send().await.unwrap().json().await.unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .expect("client");
+    let model: serde_json::Value = client
+        .get(url.replace("/v1/predict", "/v1/models/default"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     println!(
         "server_load: {} KiB 10 s 640x360 H.264 upload, model {} (input {}), {} s per level",
         video.len() / 1024,
@@ -89,7 +111,8 @@ async fn main() {
         seconds
     );
     for concurrency in [1, 4, 16] {
-        let (latencies, failures, elapsed) = run_level(&client, &url, &video, concurrency, seconds).await;
+        let (latencies, failures, elapsed) =
+            run_level(&client, &url, &video, concurrency, seconds).await;
         println!(
             "concurrency {concurrency:>2}: {:>4} ok, {failures} failed, {:.2} req/s, latency ms p50 {:.0} p90 {:.0} p99 {:.0} max {:.0}",
             latencies.len(),

@@ -9,7 +9,12 @@ use common::server::{TestServer, expect_error, test_video};
 use serde_json::Value;
 
 async fn job(server: &TestServer, id: &str) -> Value {
-    let response = server.client.get(server.url(&format!("/v1/jobs/{id}"))).send().await.unwrap();
+    let response = server
+        .client
+        .get(server.url(&format!("/v1/jobs/{id}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     response.json().await.unwrap()
 }
@@ -25,7 +30,10 @@ async fn wait_finished(server: &TestServer, id: &str) -> Value {
             "queued" | "running" => {}
             _ => return view,
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "job never finished: {view}");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "job never finished: {view}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -55,14 +63,31 @@ async fn a_job_gives_a_timeline_and_the_whole_video() {
     assert_eq!(whole["predictions"].as_array().map(Vec::len), Some(2));
     assert_eq!(whole["video"]["frames"].as_u64(), Some(50));
     let timeline = result["timeline"].as_array().unwrap();
-    let spans: Vec<(f64, f64)> =
-        timeline.iter().map(|w| (w["start_s"].as_f64().unwrap(), w["end_s"].as_f64().unwrap())).collect();
+    let spans: Vec<(f64, f64)> = timeline
+        .iter()
+        .map(|w| (w["start_s"].as_f64().unwrap(), w["end_s"].as_f64().unwrap()))
+        .collect();
     assert_eq!(spans, vec![(0.0, 2.0), (1.0, 3.0), (2.0, 4.0), (3.0, 5.0)]);
     for window in timeline {
-        assert_eq!(window["predictions"].as_array().map(Vec::len), Some(2), "{window}");
+        assert_eq!(
+            window["predictions"].as_array().map(Vec::len),
+            Some(2),
+            "{window}"
+        );
     }
-    let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("revstream_jobs_total{status=\"done\"} 1"), "{metrics}");
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("revstream_jobs_total{status=\"done\"} 1"),
+        "{metrics}"
+    );
     server.stop().await;
 }
 
@@ -71,7 +96,12 @@ async fn a_cancelled_job_stops_and_says_so() {
     let server = TestServer::start(|_| {}).await;
     let video = test_video(server.dir.path(), "long.mp4", 20.0, (96, 96));
     let id = create(&server, video, "?segments=16").await;
-    let response = server.client.delete(server.url(&format!("/v1/jobs/{id}"))).send().await.unwrap();
+    let response = server
+        .client
+        .delete(server.url(&format!("/v1/jobs/{id}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let view: Value = response.json().await.unwrap();
     assert_eq!(view["status"], "cancelled");
@@ -87,7 +117,12 @@ async fn a_cancelled_job_stops_and_says_so() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     expect_error(
-        server.client.delete(server.url("/v1/jobs/unknown")).send().await.unwrap(),
+        server
+            .client
+            .delete(server.url("/v1/jobs/unknown"))
+            .send()
+            .await
+            .unwrap(),
         404,
         "not_found",
     )
@@ -103,7 +138,12 @@ async fn finished_jobs_expire() {
     let view = wait_finished(&server, &id).await;
     assert_eq!(view["status"], "done");
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let response = server.client.get(server.url(&format!("/v1/jobs/{id}"))).send().await.unwrap();
+    let response = server
+        .client
+        .get(server.url(&format!("/v1/jobs/{id}")))
+        .send()
+        .await
+        .unwrap();
     expect_error(response, 404, "not_found").await;
     server.stop().await;
 }

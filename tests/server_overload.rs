@@ -27,7 +27,10 @@ async fn a_burst_over_capacity_gets_429s_and_no_5xx() {
         async move {
             let response = request.send().await.unwrap();
             let status = response.status().as_u16();
-            let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string());
             let body: Value = response.json().await.unwrap();
             (status, retry_after, body)
         }
@@ -35,9 +38,18 @@ async fn a_burst_over_capacity_gets_429s_and_no_5xx() {
     let results = futures_util::future::join_all(requests).await;
     let ok = results.iter().filter(|r| r.0 == 200).count();
     let refused: Vec<_> = results.iter().filter(|r| r.0 == 429).collect();
-    assert!(ok >= 1, "some requests succeed: {:?}", results.iter().map(|r| r.0).collect::<Vec<_>>());
+    assert!(
+        ok >= 1,
+        "some requests succeed: {:?}",
+        results.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
     assert!(!refused.is_empty(), "some requests are refused");
-    assert_eq!(ok + refused.len(), results.len(), "only 200 and 429: {:?}", results.iter().map(|r| r.0).collect::<Vec<_>>());
+    assert_eq!(
+        ok + refused.len(),
+        results.len(),
+        "only 200 and 429: {:?}",
+        results.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
     for (_, retry_after, body) in refused {
         assert_eq!(body["kind"], "overloaded");
         assert_eq!(retry_after.as_deref(), Some("1"));
@@ -59,12 +71,33 @@ async fn a_model_that_fails_to_load_keeps_health_at_503() {
     )
     .await;
     assert!(server.state.models.wait_loaded().await.is_err());
-    let health = server.client.get(server.url("/health")).send().await.unwrap();
+    let health = server
+        .client
+        .get(server.url("/health"))
+        .send()
+        .await
+        .unwrap();
     let body = expect_error(health, 503, "not_ready").await;
-    assert!(body["error"].as_str().unwrap().contains("failed to load"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("failed to load"),
+        "{body}"
+    );
     let video = test_video(server.dir.path(), "pattern.mp4", 1.0, (96, 96));
-    expect_error(server.post_video("/v1/predict", video).await, 503, "not_ready").await;
-    let model: Value = server.client.get(server.url("/v1/models/broken")).send().await.unwrap().json().await.unwrap();
+    expect_error(
+        server.post_video("/v1/predict", video).await,
+        503,
+        "not_ready",
+    )
+    .await;
+    let model: Value = server
+        .client
+        .get(server.url("/v1/models/broken"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(model["status"], "failed");
     server.stop().await;
 }

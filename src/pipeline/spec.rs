@@ -60,7 +60,8 @@ impl ModelSpec {
             .map_err(|e| crate::Error::Model(format!("reading {}: {e}", path.display())))?;
         let spec: ModelSpec = serde_json::from_str(&text)
             .map_err(|e| crate::Error::Model(format!("parsing {}: {e}", path.display())))?;
-        spec.validate().map_err(|e| crate::Error::Model(format!("{}: {e}", path.display())))?;
+        spec.validate()
+            .map_err(|e| crate::Error::Model(format!("{}: {e}", path.display())))?;
         Ok(spec)
     }
 

@@ -40,8 +40,11 @@ pub fn tiny_model(dir: &Path, name: &str, seed: u64) -> PathBuf {
         let std = (values.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / n).sqrt();
         // Uniform on ±√3·std has the tensor's standard deviation.
         let spread = 3f32.sqrt() * std;
-        let drawn: Vec<f32> = (0..values.len()).map(|_| mean + spread * rng.random_range(-1.0f32..=1.0)).collect();
-        var.set(&Tensor::from_vec(drawn, var.shape(), &Device::Cpu).unwrap()).unwrap();
+        let drawn: Vec<f32> = (0..values.len())
+            .map(|_| mean + spread * rng.random_range(-1.0f32..=1.0))
+            .collect();
+        var.set(&Tensor::from_vec(drawn, var.shape(), &Device::Cpu).unwrap())
+            .unwrap();
     }
     drop(vars);
     varmap.save(folder.join("model.safetensors")).unwrap();
@@ -87,7 +90,12 @@ impl TestServer {
         configure: impl FnOnce(&mut ServerConfig),
     ) -> TestServer {
         let server = Self::start_unready(models, configure).await;
-        server.state.models.wait_loaded().await.expect("the models load");
+        server
+            .state
+            .models
+            .wait_loaded()
+            .await
+            .expect("the models load");
         server
     }
 
@@ -107,8 +115,18 @@ impl TestServer {
         let task = tokio::spawn(server::serve(listener, state.clone(), async {
             let _ = stop.await;
         }));
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
-        TestServer { base, client, state, dir, shutdown: Some(shutdown), task: Some(task) }
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap();
+        TestServer {
+            base,
+            client,
+            state,
+            dir,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        }
     }
 
     /// The absolute URL of `path`.
@@ -139,10 +157,17 @@ impl TestServer {
 }
 
 /// Reads an error response, checking its status and `{error, kind}` body.
-pub async fn expect_error(response: reqwest::Response, status: u16, kind: &str) -> serde_json::Value {
+pub async fn expect_error(
+    response: reqwest::Response,
+    status: u16,
+    kind: &str,
+) -> serde_json::Value {
     assert_eq!(response.status().as_u16(), status, "status for kind {kind}");
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["kind"], kind, "{body}");
-    assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
     body
 }
