@@ -11,7 +11,8 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::server::{TestServer, test_video, tiny_model};
+use common::server::{TestServer, tiny_model};
+use common::videos::make_testsrc;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -21,15 +22,28 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-/// Runs `concurrency` clients back to back for `seconds`; returns latencies (ms) of
-/// successful requests and the number of failed ones.
+const STAGES: [&str; 4] = ["decode", "flow", "queue", "inference"];
+
+/// What one concurrency level measured.
+struct Level {
+    /// Latencies of successful requests, ms, sorted.
+    latencies: Vec<f64>,
+    /// Requests that did not get a 200.
+    failures: usize,
+    /// Wall time of the level, s.
+    elapsed: f64,
+    /// Sum of the server-reported stage timings (ms), in `STAGES` order.
+    stage_sums: [f64; 4],
+}
+
+/// Runs `concurrency` clients back to back for `seconds`.
 async fn run_level(
     client: &reqwest::Client,
     url: &str,
     video: &[u8],
     concurrency: usize,
     seconds: f64,
-) -> (Vec<f64>, usize, f64) {
+) -> Level {
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(seconds);
     let clients = (0..concurrency).map(|_| {
@@ -37,7 +51,7 @@ async fn run_level(
         let url = url.to_string();
         let video = video.to_vec();
         tokio::spawn(async move {
-            let (mut latencies, mut failures) = (Vec::new(), 0);
+            let (mut latencies, mut failures, mut stage_sums) = (Vec::new(), 0, [0.0; 4]);
             while Instant::now() < deadline {
                 let sent = Instant::now();
                 let response = client
@@ -46,28 +60,40 @@ async fn run_level(
                     .body(video.clone())
                     .send()
                     .await;
-                let ok = match response {
-                    Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
-                    Err(_) => false,
+                let body = match response {
+                    Ok(r) if r.status() == 200 => r.json::<serde_json::Value>().await.ok(),
+                    _ => None,
                 };
-                if ok {
-                    latencies.push(sent.elapsed().as_secs_f64() * 1e3);
-                } else {
-                    failures += 1;
+                match body {
+                    Some(body) => {
+                        latencies.push(sent.elapsed().as_secs_f64() * 1e3);
+                        for (sum, stage) in stage_sums.iter_mut().zip(STAGES) {
+                            *sum += body["timings_ms"][stage].as_f64().unwrap_or(0.0);
+                        }
+                    }
+                    None => failures += 1,
                 }
             }
-            (latencies, failures)
+            (latencies, failures, stage_sums)
         })
     });
-    let mut all = Vec::new();
-    let mut failures = 0;
+    let mut level = Level {
+        latencies: Vec::new(),
+        failures: 0,
+        elapsed: 0.0,
+        stage_sums: [0.0; 4],
+    };
     for handle in clients.collect::<Vec<_>>() {
-        let (latencies, failed) = handle.await.expect("client task");
-        all.extend(latencies);
-        failures += failed;
+        let (latencies, failed, sums) = handle.await.expect("client task");
+        level.latencies.extend(latencies);
+        level.failures += failed;
+        for (total, sum) in level.stage_sums.iter_mut().zip(sums) {
+            *total += sum;
+        }
     }
-    all.sort_by(f64::total_cmp);
-    (all, failures, started.elapsed().as_secs_f64())
+    level.latencies.sort_by(f64::total_cmp);
+    level.elapsed = started.elapsed().as_secs_f64();
+    level
 }
 
 #[tokio::main]
@@ -77,7 +103,9 @@ async fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(10.0);
     let scratch = tempfile::tempdir().expect("temp dir");
-    let video = test_video(scratch.path(), "load.mp4", 10.0, (640, 360));
+    let codec = ["-c:v", "libx264", "-pix_fmt", "yuv420p"];
+    let path = make_testsrc(scratch.path(), "load.mp4", (640, 360), 25, 10.0, &codec);
+    let video = std::fs::read(path).expect("the load video");
     let (server, url) = match std::env::var("REVSTREAM_LOAD_URL") {
         Ok(base) => (None, format!("{base}/v1/predict")),
         Err(_) => {
@@ -104,23 +132,31 @@ async fn main() {
         .await
         .unwrap();
     println!(
-        "server_load: {} KiB 10 s 640x360 H.264 upload, model {} (input {}), {} s per level",
+        "server_load: {} KiB 10 s 640x360 25 fps H.264 upload, model {} (input {}), {} s per level",
         video.len() / 1024,
         model["name"],
         model["input"],
         seconds
     );
     for concurrency in [1, 4, 16] {
-        let (latencies, failures, elapsed) =
-            run_level(&client, &url, &video, concurrency, seconds).await;
+        let level = run_level(&client, &url, &video, concurrency, seconds).await;
+        let l = &level.latencies;
+        let n = l.len().max(1) as f64;
+        let stages: Vec<String> = STAGES
+            .iter()
+            .zip(level.stage_sums)
+            .map(|(stage, sum)| format!("{stage} {:.0}", sum / n))
+            .collect();
         println!(
-            "concurrency {concurrency:>2}: {:>4} ok, {failures} failed, {:.2} req/s, latency ms p50 {:.0} p90 {:.0} p99 {:.0} max {:.0}",
-            latencies.len(),
-            latencies.len() as f64 / elapsed,
-            percentile(&latencies, 50.0),
-            percentile(&latencies, 90.0),
-            percentile(&latencies, 99.0),
-            latencies.last().copied().unwrap_or(f64::NAN),
+            "concurrency {concurrency:>2}: {:>4} ok, {} failed, {:.2} req/s, latency ms p50 {:.0} p90 {:.0} p99 {:.0} max {:.0}; mean stage ms: {}",
+            l.len(),
+            level.failures,
+            l.len() as f64 / level.elapsed,
+            percentile(l, 50.0),
+            percentile(l, 90.0),
+            percentile(l, 99.0),
+            l.last().copied().unwrap_or(f64::NAN),
+            stages.join(", "),
         );
     }
     if let Some(server) = server {
