@@ -78,6 +78,7 @@ pub fn prepare(
 ) -> Result<Prepared, PipelineError> {
     let (t, l) = (pre.frames, pre.flow_stack);
     let started = Instant::now();
+    let decode_span = tracing::debug_span!("decode", positions = segments * t).entered();
     let sampling = Sampling::Starts {
         starts: clip_starts(range.0, range.1, segments * t, l + 1),
         clip_len: l + 1,
@@ -92,6 +93,7 @@ pub fn prepare(
         .map_err(crate::Error::from)?;
     let decode_ms = started.elapsed().as_secs_f64() * 1e3;
     let frames_decoded = clips.iter().map(|c| c.frames.len() as u64).sum();
+    drop(decode_span);
 
     let side = pre.size as usize;
     let mut rgb = Vec::with_capacity(clips.len() * 3 * side * side);
@@ -100,11 +102,14 @@ pub fn prepare(
     }
 
     let started = Instant::now();
+    let flow_span = tracing::debug_span!("flow", fields = clips.len() * l).entered();
     let stacks = clips
         .par_iter()
         .map(|clip| flow_stack(clip, side, pre, cancel))
         .collect::<Result<Vec<_>, _>>()?;
     let flow_ms = started.elapsed().as_secs_f64() * 1e3;
+    drop(flow_span);
+    tracing::debug!(decode_ms, flow_ms, frames_decoded, "inputs ready");
 
     let (h, w) = (side, side);
     let rgb =

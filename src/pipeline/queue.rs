@@ -237,6 +237,7 @@ fn run_batch(
     let started = Instant::now();
     let result = forward_all(backend, &batch, max_batch, metrics);
     let inference_ms = started.elapsed().as_secs_f64() * 1e3;
+    tracing::debug!(requests = batch.len(), inference_ms, "batch done");
     match result {
         Ok(mut rows) => {
             for pending in batch {

@@ -202,7 +202,7 @@ async fn run_inner(
 ) -> Result<JobResult, ApiError> {
     let started = Instant::now();
     let (tx, mut rx) = mpsc::channel::<Result<Piece, PipelineError>>(2);
-    submit_when_free(state, request, bytes, cancel, tx).await?;
+    submit_when_free(state, id, request, bytes, cancel, tx).await?;
     state.jobs.update(id, |job| job.status = JobStatus::Running);
 
     let mut whole = None;
@@ -264,13 +264,16 @@ async fn run_inner(
 /// pool is full.
 async fn submit_when_free(
     state: &AppState,
+    id: &str,
     request: &Request,
     bytes: Vec<u8>,
     cancel: &Cancel,
     tx: mpsc::Sender<Result<Piece, PipelineError>>,
 ) -> Result<(), ApiError> {
     // The work sits in a shared slot so a refused submission does not lose it.
-    let slot = Arc::new(Mutex::new(Some(work(state, request, bytes, cancel, tx))));
+    let slot = Arc::new(Mutex::new(Some(work(
+        state, id, request, bytes, cancel, tx,
+    ))));
     loop {
         let task = Arc::clone(&slot);
         let submitted = state.pool.submit(move || {
@@ -292,6 +295,7 @@ async fn submit_when_free(
 /// inputs and each window's, handing them over one at a time.
 fn work(
     state: &AppState,
+    id: &str,
     request: &Request,
     bytes: Vec<u8>,
     cancel: &Cancel,
@@ -302,7 +306,9 @@ fn work(
     let pre = request.model.preprocessing.clone();
     let segments = request.segments;
     let cancel = cancel.clone();
+    let span = tracing::info_span!("job", id = %id);
     move || {
+        let _entered = span.enter();
         let result = (|| -> Result<(), PipelineError> {
             let mut video = Video::from_bytes(bytes, &limits).map_err(crate::Error::from)?;
             let info = video.info().clone();

@@ -108,7 +108,10 @@ pub async fn prepare_on_pool(
     let segments = request.segments;
     let worker_cancel = cancel.clone();
     let submitted = Instant::now();
+    // The worker thread logs inside the request's span, so its lines carry the request id.
+    let span = tracing::Span::current();
     let receiver = state.pool.submit(move || {
+        let _entered = span.enter();
         let waited_ms = submitted.elapsed().as_secs_f64() * 1e3;
         let started = Instant::now();
         let mut video = Video::from_bytes(bytes, &limits).map_err(crate::Error::from)?;
