@@ -18,34 +18,48 @@ const RESIZE: Resize = Resize {
 /// Timed runs per case in the peer comparison (after one warm-up).
 const PEER_RUNS: usize = 5;
 
+/// Whether this is a real bench run (`cargo bench`), not `cargo test`'s single pass.
+fn benching() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
 /// The bench videos, generated once with the ffmpeg CLI into target/bench-videos/.
+/// Under `cargo test` small stand-ins keep the single pass quick.
 fn videos() -> Vec<(&'static str, PathBuf)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-videos");
     std::fs::create_dir_all(&dir).expect("target/bench-videos is writable");
-    [
-        ("h264_1080p_10s", "1920x1080", 10),
-        ("h264_360p_10min", "640x360", 600),
-    ]
-    .into_iter()
-    .map(|(name, size, seconds)| {
-        let path = dir.join(format!("{name}.mp4"));
-        if !path.exists() {
-            let source = format!("testsrc2=size={size}:rate=30:duration={seconds}");
-            let status = Command::new("ffmpeg")
-                .args([
-                    "-y", "-v", "error", "-nostdin", "-f", "lavfi", "-i", &source,
-                ])
-                .args([
-                    "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
-                ])
-                .arg(&path)
-                .status()
-                .expect("the ffmpeg CLI is installed");
-            assert!(status.success(), "could not generate {}", path.display());
-        }
-        (name, path)
-    })
-    .collect()
+    let specs = if benching() {
+        [
+            ("h264_1080p_10s", "1920x1080", 10),
+            ("h264_360p_10min", "640x360", 600),
+        ]
+    } else {
+        [
+            ("test_h264_240p_2s", "320x240", 2),
+            ("test_h264_90p_20s", "160x90", 20),
+        ]
+    };
+    specs
+        .into_iter()
+        .map(|(name, size, seconds)| {
+            let path = dir.join(format!("{name}.mp4"));
+            if !path.exists() {
+                let source = format!("testsrc2=size={size}:rate=30:duration={seconds}");
+                let status = Command::new("ffmpeg")
+                    .args([
+                        "-y", "-v", "error", "-nostdin", "-f", "lavfi", "-i", &source,
+                    ])
+                    .args([
+                        "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+                    ])
+                    .arg(&path)
+                    .status()
+                    .expect("the ffmpeg CLI is installed");
+                assert!(status.success(), "could not generate {}", path.display());
+            }
+            (name, path)
+        })
+        .collect()
 }
 
 fn cases() -> [(&'static str, Sampling); 2] {
@@ -109,6 +123,9 @@ fn median(mut times: Vec<f64>) -> f64 {
 
 /// Times revstream and PyAV alternately on each case and prints the ratio.
 fn versus_pyav(_: &mut Criterion) {
+    if !benching() {
+        return;
+    }
     let python = peer_python();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/peers/decode_pyav.py");
     println!("\nrevstream vs PyAV ({python}), median of {PEER_RUNS} runs, open + sample:");

@@ -428,3 +428,26 @@ fn variable_frame_rate_timestamps_pick_the_frame_on_screen() {
     }
     assert!((clips[1].frames[0].pts_s - 1.0).abs() < 1e-6);
 }
+
+#[test]
+fn bt709_tagged_h264_matches_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = make_testsrc(
+        dir.path(),
+        "bt709.mp4",
+        (160, 120),
+        25,
+        1.0,
+        &[
+            "-c:v",
+            "libx264",
+            "-colorspace",
+            "bt709",
+            "-color_primaries",
+            "bt709",
+            "-color_trc",
+            "bt709",
+        ],
+    );
+    check(&path, expect("h264", (160, 120), 25, 25.0));
+}

@@ -240,3 +240,37 @@ fn damaged_inputs_never_panic() {
     }
     eprintln!("damaged inputs: {ok} decoded with concealment, {failed} refused");
 }
+
+#[test]
+fn extreme_aspect_ratio_cannot_force_a_huge_resize() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = make_testsrc(
+        dir.path(),
+        "tall.mkv",
+        (16, 1024),
+        5,
+        1.0,
+        &["-c:v", "ffv1"],
+    );
+    let limits = Limits {
+        max_pixels: 1_000_000,
+        ..Limits::default()
+    };
+    let mut video = Video::open(&path, &limits).unwrap();
+    // Shorter side 16 → 256 would make the long side 16384: 4.2 M pixels.
+    let resize = Resize {
+        short_side: 256,
+        crop: Some((224, 224)),
+    };
+    let err = video
+        .sample(&Sampling::Timestamps(vec![0.0]), &resize)
+        .unwrap_err();
+    assert_eq!(err.kind(), "over_limit", "{err}");
+}
+
+#[test]
+fn video_can_move_to_a_worker_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Video>();
+    assert_send::<VideoError>();
+}

@@ -2,8 +2,8 @@
 """PyAV peer of benches/decode.rs: the same sampling, resize and crop, the same algorithm.
 
 Opens the video, demuxes every packet once to index frames and keyframes, then decodes
-the sampled frames, seeking only when a keyframe lets it skip packets (as revstream
-does), converts each sampled frame to RGB24 (bilinear) and centre-crops it.
+the sampled frames, seeking only when a keyframe lets it skip packets and skipping
+unreferenced frames that are not sampled (as revstream does), converts each sampled frame to RGB24 (bilinear) and centre-crops it.
 
     python3 scripts/peers/decode_pyav.py VIDEO --case frames16 --repeat 5
 
@@ -72,6 +72,8 @@ def sample(path, case, short_side, crop):
     sw, sh = scaled_size(stream.codec_context.width, stream.codec_context.height, short_side)
     x0, y0 = (sw - crop) // 2, (sh - crop) // 2
 
+    wanted_ranks = set(targets)
+    decoding_all = True
     out = {}
     container.seek(packets[0][0], stream=stream, backward=True)
     pos, nxt = 0, 0
@@ -90,6 +92,11 @@ def sample(path, case, short_side, crop):
                 k = next((k for k in keys if k[0] == pos_of[packet.pts]), None)
                 pos, accept_from, sought = k[0], k[1], False
             pos += 1
+            # As revstream: frames nothing needs and nothing references are skipped.
+            wanted = packet.pts is None or rank.get(packet.pts) in wanted_ranks
+            if wanted != decoding_all:
+                decoding_all = wanted
+                stream.codec_context.skip_frame = "DEFAULT" if wanted else "NONREF"
             for frame in packet.decode():
                 r = rank.get(frame.pts)
                 if r is None or r < accept_from:

@@ -12,6 +12,8 @@ use super::{Resize, RgbFrame, VideoError};
 pub(crate) struct Converter {
     resize: Resize,
     rotation: i32,
+    /// Largest resized frame area allowed (an extreme aspect ratio could ask for a huge one).
+    max_pixels: u64,
     /// Source format and size the cached context was made for.
     key: Option<(Pixel, u32, u32)>,
     sws: Option<scaling::Context>,
@@ -19,10 +21,11 @@ pub(crate) struct Converter {
 }
 
 impl Converter {
-    pub fn new(resize: Resize, rotation: i32) -> Self {
+    pub fn new(resize: Resize, rotation: i32, max_pixels: u64) -> Self {
         Converter {
             resize,
             rotation,
+            max_pixels,
             key: None,
             sws: None,
             scaled: frame::Video::empty(),
@@ -72,6 +75,11 @@ impl Converter {
         }
         let (dw, dh) = self.rotated(w, h);
         let (sw_d, sh_d) = self.scaled_size(dw, dh);
+        if u64::from(sw_d) * u64::from(sh_d) > self.max_pixels {
+            return Err(VideoError::OverLimit(format!(
+                "resizing {dw}x{dh} frames as asked would make them {sw_d}x{sh_d} pixels"
+            )));
+        }
         // Scale in coded orientation, rotate the (smaller) RGB result afterwards.
         let (sw, sh) = self.rotated(sw_d, sh_d);
         let key = (src.format(), w, h);

@@ -120,6 +120,7 @@ impl Video {
     }
 
     /// Decodes the frames `sampling` asks for, resized as `resize` says.
+    #[tracing::instrument(level = "debug", skip_all, fields(frames = self.info.frames))]
     pub fn sample(
         &mut self,
         sampling: &Sampling,
@@ -152,6 +153,7 @@ impl Video {
     }
 
     /// Decodes every frame, in presentation order.
+    #[tracing::instrument(level = "debug", skip_all, fields(frames = self.info.frames))]
     pub fn decode_all(&mut self, resize: &Resize) -> Result<Vec<RgbFrame>, VideoError> {
         let targets: Vec<u64> = (0..self.info.frames).collect();
         self.decode_targets(&targets, resize)
@@ -229,7 +231,7 @@ impl Video {
         let duration_s = match (index.timed, index.pts_of(index.frames - 1)) {
             (true, Some(last)) => {
                 let step = fps_from_rate.map_or(scan.last_duration as f64 * tb, |f| 1.0 / f);
-                (last - first_pts) as f64 * tb + step
+                (last as f64 - first_pts as f64) * tb + step
             }
             _ => fps_from_rate.map_or(declared_s, |f| index.frames as f64 / f),
         };
@@ -273,13 +275,14 @@ impl Video {
         };
         // Also makes mkv/webm load their seek index now rather than on the first seek.
         video.rewind()?;
+        tracing::debug!(info = ?video.info, timed = video.index.timed, keyframes = video.index.keys.len(), "opened video");
         Ok(video)
     }
 
     /// Start time of frame `rank` in seconds from the first frame.
     fn frame_time(&self, rank: u64) -> f64 {
         match self.index.pts_of(rank) {
-            Some(pts) if self.index.timed => (pts - self.first_pts) as f64 * self.time_base,
+            Some(pts) if self.index.timed => (pts as f64 - self.first_pts as f64) * self.time_base,
             _ if self.info.fps > 0.0 => rank as f64 / self.info.fps,
             _ => 0.0,
         }
@@ -296,7 +299,7 @@ impl Video {
         if targets.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conv = Converter::new(*resize, self.info.rotation);
+        let mut conv = Converter::new(*resize, self.info.rotation, self.limits.max_pixels);
         self.rewind()?;
         let min_skip = match self.policy {
             SeekPolicy::Auto => MIN_SKIP,
@@ -313,6 +316,8 @@ impl Video {
         let mut last = frame::Video::empty();
         let mut last_rank: Option<u64> = None;
         let mut decode_errors = 0u64;
+        let mut decode_all_packets = true;
+        set_skip_nonref(&mut self.decoder, false);
         while next < targets.len() {
             if may_seek {
                 if key.is_none_or(|(n, _)| n != next) {
@@ -342,6 +347,15 @@ impl Video {
                 Some(p) => {
                     pos += 1;
                     self.stats.packets += 1;
+                    // Frames nothing needs and nothing references need not be decoded.
+                    let wanted = !self.index.timed
+                        || p.pts()
+                            .and_then(|pts| self.index.rank_of(pts))
+                            .is_none_or(|r| targets.binary_search(&r).is_ok());
+                    if wanted != decode_all_packets {
+                        decode_all_packets = wanted;
+                        set_skip_nonref(&mut self.decoder, !wanted);
+                    }
                     self.decoder.send_packet(p)
                 }
                 None => self.decoder.send_eof(),
@@ -541,6 +555,7 @@ impl Video {
                 tracing::debug!(target, landed = k.safe_rank, "seek overshot");
                 return Ok(None);
             }
+            tracing::debug!(wanted = key.pos, landed = k.pos, "seek landed");
             self.pending = Some(packet);
             return Ok(Some((k.pos, k.safe_rank)));
         }
@@ -588,6 +603,17 @@ fn open_decoder(
                 id.name()
             ))
         })
+}
+
+/// Makes the decoder skip (or stop skipping) frames no other frame references.
+fn set_skip_nonref(decoder: &mut ffmpeg::decoder::Video, skip: bool) {
+    let discard = if skip {
+        ffi::AVDiscard::AVDISCARD_NONREF
+    } else {
+        ffi::AVDiscard::AVDISCARD_DEFAULT
+    };
+    // SAFETY: the codec context is open; frame threads pick the field up per packet.
+    unsafe { (*decoder.as_mut_ptr()).skip_frame = discard };
 }
 
 /// What one pass over all packets found.

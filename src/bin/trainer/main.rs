@@ -1,13 +1,32 @@
 //! revstream-trainer: datasets, optical flow, training and evaluation.
 
-use clap::Parser;
+mod flow;
+
+use clap::{Parser, Subcommand};
 
 /// Train and evaluate revstream models.
 #[derive(Parser, Debug)]
 #[command(version, about)]
-struct Args {}
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The trainer's subcommands, each in its own file beside this one.
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// TV-L1 optical flow of two images (.flo) or of a whole video (JPEG pairs).
+    Flow(flow::FlowArgs),
+}
 
 fn main() -> anyhow::Result<()> {
-    let _args = Args::parse();
-    anyhow::bail!("no subcommands yet; see README.md")
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Args::parse().command {
+        Command::Flow(args) => flow::run(args),
+    }
 }
