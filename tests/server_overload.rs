@@ -1,5 +1,5 @@
 //! Behaviour under pressure and at the edges of the server's life: bursts over capacity
-//! get 429 (never 5xx) and the server recovers; a model that fails to load keeps /health
+//! get 429 (never 5xx) and the server recovers; a request over the timeout gets 503; a model that fails to load keeps /health
 //! at 503; shutdown finishes the requests in flight.
 
 mod common;
@@ -99,6 +99,22 @@ async fn a_model_that_fails_to_load_keeps_health_at_503() {
         .await
         .unwrap();
     assert_eq!(model["status"], "failed");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_over_the_timeout_gets_503() {
+    let server = TestServer::start(|c| c.request_timeout_s = 0.001).await;
+    let video = test_video(server.dir.path(), "pattern.mp4", 1.0, (96, 96));
+    let response = server.post_video("/v1/predict", video).await;
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap()),
+        Some("1")
+    );
+    expect_error(response, 503, "timeout").await;
     server.stop().await;
 }
 

@@ -83,8 +83,8 @@ pub struct ServerConfig {
     #[arg(long, env = "REVSTREAM_MAX_CONCURRENT", default_value_t = 32)]
     pub max_concurrent: usize,
     /// Longest a prediction request may take, in seconds.
-    #[arg(long, env = "REVSTREAM_REQUEST_TIMEOUT_S", default_value_t = 120)]
-    pub request_timeout_s: u64,
+    #[arg(long, env = "REVSTREAM_REQUEST_TIMEOUT_S", default_value_t = 120.0)]
+    pub request_timeout_s: f64,
     /// Bearer API key required on /v1 routes; none means open access.
     #[arg(long, env = "REVSTREAM_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
@@ -140,6 +140,6 @@ impl ServerConfig {
 
     /// The per-request timeout.
     pub fn request_timeout(&self) -> Duration {
-        Duration::from_secs(self.request_timeout_s)
+        Duration::try_from_secs_f64(self.request_timeout_s).unwrap_or(Duration::MAX)
     }
 }
