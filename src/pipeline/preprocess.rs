@@ -25,7 +25,7 @@ pub struct Preprocessing {
     pub mean: [f32; 3],
     /// RGB standard deviation per channel, on the 0..1 scale.
     pub std: [f32; 3],
-    /// Flow is clipped to ±bound pixels and scaled to -1..1.
+    /// Flow is clipped to ±bound pixels, quantised to 8 bits and scaled to -1..1.
     pub flow_bound: f32,
     /// TV-L1 settings.
     pub tvl1: Tvl1Params,
@@ -47,7 +47,8 @@ pub struct Prepared {
 }
 
 /// `count` clip starts spread evenly over frames `[first, end)`, each clip of
-/// `clip_len` frames centred in its share of the range.
+/// `clip_len` frames centred in its share of the range (the trainer's evaluation
+/// positions, `train::batch::positions`, follow the same rule).
 pub fn clip_starts(first: u64, end: u64, count: usize, clip_len: usize) -> Vec<u64> {
     let end = end.max(first + 1);
     let share = (end - first) as f64 / count.max(1) as f64;
@@ -55,7 +56,8 @@ pub fn clip_starts(first: u64, end: u64, count: usize, clip_len: usize) -> Vec<u
         .map(|i| {
             let centre = first as f64 + (i as f64 + 0.5) * share;
             let start = (centre - clip_len as f64 / 2.0).max(first as f64).floor() as u64;
-            start.min(end - 1)
+            // Keep whole clips inside the range when it is long enough.
+            start.min(end.saturating_sub(clip_len as u64).max(first))
         })
         .collect()
 }
@@ -196,8 +198,11 @@ fn flow_stack(
             return Err(PipelineError::Cancelled);
         }
         let field = flow::tvl1(&pair[0], &pair[1], &pre.tvl1);
-        for plane in [&field.u, &field.v] {
-            planes.extend(plane.iter().map(|&x| x.clamp(-bound, bound) / bound));
+        // Through the same 8-bit quantisation as the trainer's flow cache, so the model
+        // sees the values it was trained on.
+        let (u, v) = flow::encode::quantize(&field, bound);
+        for plane in [u, v] {
+            planes.extend(plane.iter().map(|&q| q as f32 * (2.0 / 255.0) - 1.0));
         }
     }
     Ok(planes)
@@ -218,5 +223,7 @@ mod tests {
         let starts = clip_starts(10, 12, 5, 3);
         assert!(starts.iter().all(|&s| (10..12).contains(&s)), "{starts:?}");
         assert_eq!(clip_starts(0, 0, 2, 3), vec![0, 0]);
+        // The last clip ends at the range's end rather than past it.
+        assert_eq!(clip_starts(0, 8, 2, 5), vec![0, 3]);
     }
 }

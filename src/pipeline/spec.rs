@@ -11,7 +11,8 @@ use crate::model::Config;
 ///
 /// RGB: the first frame of each position's clip, `(v / 255 - mean) / std` per channel.
 /// Flow: the L fields between the clip's L + 1 consecutive frames, as planes
-/// u0, v0, u1, v1, ..., each clipped to ±`flow_bound` pixels and divided by it (-1..1).
+/// u0, v0, u1, v1, ..., each clipped to ±`flow_bound` pixels, quantised to 8 bits
+/// (`flow::encode::quantize`) and mapped to -1..1 (`q * 2 / 255 - 1`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PreprocessingSpec {
