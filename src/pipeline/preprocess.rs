@@ -215,6 +215,89 @@ fn internal(message: String) -> PipelineError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::Preset;
+    use crate::video::Limits;
+
+    fn ffmpeg_video(source: &str) -> Video {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.mp4");
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i", source])
+            .args(["-c:v", "libx264", "-pix_fmt", "yuv420p"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        Video::from_bytes(std::fs::read(&path).unwrap(), &Limits::default()).unwrap()
+    }
+
+    fn tiny() -> Preprocessing {
+        Preprocessing {
+            frames: 3,
+            flow_stack: 2,
+            size: 32,
+            short_side: 32,
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+            flow_bound: 20.0,
+            tvl1: Preset::Fast.params(),
+        }
+    }
+
+    #[test]
+    fn a_still_red_video_gives_red_frames_and_no_motion() {
+        let pre = tiny();
+        let mut video = ffmpeg_video("color=c=red:size=64x48:rate=10:duration=1");
+        let frames = video.info().frames;
+        let p = prepare(&mut video, &pre, (0, frames), 2, &Cancel::default()).unwrap();
+        assert_eq!(p.rgb.dims(), &[2, 3, 3, 32, 32]);
+        assert_eq!(p.flow.dims(), &[2, 3, 4, 32, 32]);
+        assert_eq!(p.frames_decoded, 2 * 3 * 3);
+        // Red through yuv420p comes back within a few levels of (255, 0, 0).
+        let rgb = p
+            .rgb
+            .mean_keepdim(3)
+            .unwrap()
+            .mean_keepdim(4)
+            .unwrap()
+            .flatten_all()
+            .unwrap();
+        let rgb: Vec<f32> = rgb.to_vec1().unwrap();
+        for (i, value) in rgb.iter().enumerate() {
+            let c = i % 3;
+            let expected = ([1.0, 0.0, 0.0][c] - pre.mean[c]) / pre.std[c];
+            assert!(
+                (value - expected).abs() < 0.1,
+                "channel {c}: {value} vs {expected}"
+            );
+        }
+        // No motion: every flow value is the quantised zero, within one level of 0.
+        let flow: Vec<f32> = p.flow.flatten_all().unwrap().to_vec1().unwrap();
+        assert!(
+            flow.iter().all(|v| v.abs() <= 2.0 / 255.0 + 1e-6),
+            "still video has flow"
+        );
+    }
+
+    #[test]
+    fn a_moving_pattern_gives_motion_and_cancel_stops_the_work() {
+        let pre = tiny();
+        let mut video = ffmpeg_video("testsrc2=size=64x64:rate=10:duration=2");
+        let frames = video.info().frames;
+        let p = prepare(&mut video, &pre, (0, frames), 1, &Cancel::default()).unwrap();
+        let flow: Vec<f32> = p.flow.flatten_all().unwrap().to_vec1().unwrap();
+        assert!(flow.iter().all(|v| (-1.0..=1.0).contains(v)));
+        let moving = flow.iter().filter(|v| v.abs() > 0.05).count();
+        assert!(
+            moving > flow.len() / 100,
+            "only {moving} of {} flow values move",
+            flow.len()
+        );
+        let cancel = Cancel::default();
+        cancel.cancel();
+        let err = prepare(&mut video, &pre, (0, frames), 1, &cancel).unwrap_err();
+        assert!(matches!(err, PipelineError::Cancelled), "{err}");
+    }
 
     #[test]
     fn clip_starts_spread_evenly_and_stay_in_range() {
