@@ -550,3 +550,53 @@ async fn json_and_protobuf_share_one_schema() {
     assert_eq!(bytes[5] >> 3, 3, "score tag");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_requests_share_forward_passes() {
+    // A long batch wait makes requests that finish decoding close together meet in
+    // one batch.
+    let server = TestServer::start(|c| {
+        c.max_batch = 8;
+        c.max_batch_wait_ms = 1500;
+    })
+    .await;
+    let video = test_video(server.dir.path(), "pattern.mp4", 1.0, (96, 96));
+    let requests = (0..4).map(|_| server.post_video("/v1/predict", video.clone()));
+    let responses = futures_util::future::join_all(requests).await;
+    let mut bodies = Vec::new();
+    for response in responses {
+        assert_eq!(response.status(), 200);
+        bodies.push(response.json::<Value>().await.unwrap());
+    }
+    // Batched or not, every request gets the same answer for the same video.
+    for body in &bodies[1..] {
+        let (a, b) = (
+            body["predictions"].as_array().unwrap(),
+            bodies[0]["predictions"].as_array().unwrap(),
+        );
+        for (x, y) in a.iter().zip(b) {
+            assert_eq!(x["index"], y["index"]);
+            assert!((x["score"].as_f64().unwrap() - y["score"].as_f64().unwrap()).abs() < 1e-5);
+        }
+    }
+    let m = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let passes = metric(&m, "revstream_batch_size_count", &[]);
+    assert_eq!(
+        metric(&m, "revstream_batch_size_sum", &[]),
+        4.0,
+        "four samples in all"
+    );
+    assert!(
+        passes < 4.0,
+        "{passes} forward passes for 4 concurrent requests"
+    );
+    server.stop().await;
+}
