@@ -102,3 +102,22 @@ fn mean_subtraction_zeroes_each_channel_mean() {
         assert!((channel[5] - channel[0] - d0).abs() < 1e-5);
     }
 }
+
+#[test]
+fn luma_uses_bt601_weights() {
+    use revstream::flow::GrayImage;
+    let rgb = [255, 0, 0, 0, 255, 0, 0, 0, 255, 10, 20, 30];
+    let g = GrayImage::try_from_rgb(&rgb, 2, 2).unwrap();
+    let expected = [
+        0.299 * 255.0,
+        0.587 * 255.0,
+        0.114 * 255.0,
+        0.299 * 10.0 + 0.587 * 20.0 + 0.114 * 30.0,
+    ];
+    for (a, b) in g.data.iter().zip(expected) {
+        assert!((a - b).abs() < 1e-3, "{a} vs {b}");
+    }
+    let l = GrayImage::from_luma8(&[0, 128, 255], 3, 1).unwrap();
+    assert_eq!(l.data, vec![0.0, 128.0, 255.0]);
+    assert!(GrayImage::from_luma8(&[0, 1], 3, 1).is_err());
+}

@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 
 use common::videos::{
-    cli_frames, diff, h264_mp4, h264_with_audio, make_testsrc, make_video, scaled_size,
+    cli_frames, diff, h264_mp4, h264_with_audio, has_encoder, make_testsrc, make_video, scaled_size,
 };
 use revstream::video::{Limits, Resize, Sampling, Video};
 
@@ -166,7 +166,12 @@ fn av1_mkv_matches_cli() {
         (160, 120),
         24,
         1.0,
-        &["-c:v", "libsvtav1", "-preset", "12", "-g", "12"],
+        // SVT-AV1 is quick; builds without it (older Ubuntu) have libaom.
+        if has_encoder("libsvtav1") {
+            &["-c:v", "libsvtav1", "-preset", "12", "-g", "12"]
+        } else {
+            &["-c:v", "libaom-av1", "-cpu-used", "8", "-g", "12"]
+        },
     );
     check(&path, expect("av1", (160, 120), 24, 24.0));
 }
@@ -241,75 +246,91 @@ fn gray_ffv1_odd_size_matches_cli() {
     check(&path, expect("ffv1", (161, 99), 25, 25.0));
 }
 
-/// Turns packed RGB24 `w`x`h` by 90° counter-clockwise.
-fn rotate_ccw(data: &[u8], w: usize, h: usize) -> Vec<u8> {
-    let mut out = vec![0u8; data.len()];
-    for y in 0..w {
-        for x in 0..h {
-            let (sx, sy) = (w - 1 - y, x);
-            out[(y * h + x) * 3..][..3].copy_from_slice(&data[(sy * w + sx) * 3..][..3]);
+/// Turns packed RGB24 `w`x`h` clockwise by `quarters` quarter turns; returns the new width.
+fn turn_cw(data: &[u8], w: usize, h: usize, quarters: u32) -> (Vec<u8>, usize) {
+    let (mut data, mut w, mut h) = (data.to_vec(), w, h);
+    for _ in 0..quarters % 4 {
+        let mut out = vec![0u8; data.len()];
+        // Output is h wide and w tall: (x, y) comes from (y, h - 1 - x).
+        for y in 0..w {
+            for x in 0..h {
+                let (sx, sy) = (y, h - 1 - x);
+                out[(y * h + x) * 3..][..3].copy_from_slice(&data[(sy * w + sx) * 3..][..3]);
+            }
         }
+        (data, w, h) = (out, h, w);
     }
-    out
+    (data, w)
 }
 
 #[test]
 fn rotation_metadata_is_turned_upright_like_cli() {
     let dir = tempfile::tempdir().unwrap();
-    let plain = h264_mp4(dir.path());
-    let rotated = make_video(
-        dir.path(),
-        "rotated.mp4",
-        &[
-            "-i",
-            plain.to_str().unwrap(),
-            "-c",
-            "copy",
-            "-metadata:s:v",
-            "rotate=90",
-        ],
-    );
-    let mut video = Video::open(&rotated, &Limits::default()).unwrap();
-    let info = video.info().clone();
-    // FFmpeg 5.1 stores `rotate=90` as a 90° counter-clockwise display matrix, which the
-    // CLI (and so revstream) undoes by turning the frames 270° clockwise.
-    assert_eq!(
-        (info.width, info.height, info.rotation, info.frames),
-        (240, 320, 270, 50)
-    );
-    let sampling = Sampling::Starts {
-        starts: vec![0, 30],
-        clip_len: 1,
-        stride: 1,
-    };
-    let clips = video
-        .sample(
-            &sampling,
-            &Resize {
-                short_side: 96,
-                crop: None,
-            },
-        )
-        .unwrap();
+    let plain = h264_mp4(dir.path()); // 320x240
     let upright = cli_frames(&plain, &[0, 30], (128, 96), (128, 96));
-    let autorotated = cli_frames(&rotated, &[0, 30], (96, 128), (96, 128));
-    for ((clip, plain), auto) in clips.iter().zip(&upright).zip(&autorotated) {
-        let frame = &clip.frames[0];
-        assert_eq!((frame.width, frame.height), (96, 128));
-        // Exactly the CLI's scaled frame, turned.
-        let (mean, max) = diff(&frame.data, &rotate_ccw(plain, 128, 96));
-        assert!(
-            mean <= MEAN_TOL && max <= MAX_TOL,
-            "mean {mean:.3} max {max}"
+    for tag in [90, 180, 270] {
+        let name = format!("rotate{tag}.mp4");
+        let metadata = format!("rotate={tag}");
+        let rotated = make_video(
+            dir.path(),
+            &name,
+            &[
+                "-i",
+                plain.to_str().unwrap(),
+                "-c",
+                "copy",
+                "-metadata:s:v",
+                &metadata,
+            ],
         );
-        // The CLI turns before scaling, so its chroma is resampled differently: close, not equal.
-        let (mean, _) = diff(&frame.data, auto);
-        assert!(mean <= 8.0, "mean {mean:.3} against the CLI's autorotation");
-        let wrong_way: Vec<u8> = rotate_ccw(&rotate_ccw(auto, 96, 128), 128, 96);
-        assert!(
-            diff(&frame.data, &wrong_way).0 > 30.0,
-            "a 180° error would go unnoticed"
+        let mut video = Video::open(&rotated, &Limits::default()).unwrap();
+        let info = video.info().clone();
+        // FFmpeg 5.1 stores `rotate=R` as an R° counter-clockwise display matrix, which
+        // the CLI (and so revstream) undoes by turning the frames 360 - R° clockwise.
+        let turn = (360 - tag) % 360;
+        let size = if turn == 180 { (128, 96) } else { (96, 128) };
+        assert_eq!(info.rotation, turn);
+        assert_eq!(
+            (info.width, info.height),
+            if turn == 180 { (320, 240) } else { (240, 320) }
         );
+        let sampling = Sampling::Starts {
+            starts: vec![0, 30],
+            clip_len: 1,
+            stride: 1,
+        };
+        let clips = video
+            .sample(
+                &sampling,
+                &Resize {
+                    short_side: 96,
+                    crop: None,
+                },
+            )
+            .unwrap();
+        let autorotated = cli_frames(&rotated, &[0, 30], size, size);
+        for ((clip, plain), auto) in clips.iter().zip(&upright).zip(&autorotated) {
+            let frame = &clip.frames[0];
+            assert_eq!((frame.width, frame.height), size);
+            // Exactly the CLI's scaled upright frame, turned.
+            let (turned, _) = turn_cw(plain, 128, 96, turn as u32 / 90);
+            let (mean, max) = diff(&frame.data, &turned);
+            assert!(
+                mean <= MEAN_TOL && max <= MAX_TOL,
+                "rotate={tag}: mean {mean:.3} max {max}"
+            );
+            // The CLI turns before scaling, so chroma is resampled differently: close, not equal.
+            let (mean, _) = diff(&frame.data, auto);
+            assert!(
+                mean <= 8.0,
+                "rotate={tag}: mean {mean:.3} against the CLI's autorotation"
+            );
+            let (wrong_way, _) = turn_cw(auto, size.0 as usize, size.1 as usize, 2);
+            assert!(
+                diff(&frame.data, &wrong_way).0 > 30.0,
+                "a 180° error would go unnoticed"
+            );
+        }
     }
 }
 

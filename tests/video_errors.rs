@@ -274,3 +274,67 @@ fn video_can_move_to_a_worker_thread() {
     assert_send::<Video>();
     assert_send::<VideoError>();
 }
+
+#[test]
+fn a_missing_file_is_an_io_error_not_the_clients() {
+    let err = Video::open(Path::new("/nonexistent/video.mp4"), &Limits::default()).unwrap_err();
+    assert_eq!(err.kind(), "io");
+    assert!(!err.is_client_error());
+}
+
+#[test]
+fn degenerate_sampling_requests_do_not_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut video = Video::open(&h264_mp4(dir.path()), &Limits::default()).unwrap();
+    let tiny = Resize {
+        short_side: 16,
+        crop: Some((0, 0)),
+    };
+    let none = video
+        .sample(
+            &Sampling::Segments {
+                segments: 0,
+                clip_len: 4,
+                stride: 1,
+            },
+            &tiny,
+        )
+        .unwrap();
+    assert!(none.is_empty());
+    let empty = video
+        .sample(
+            &Sampling::Starts {
+                starts: vec![3],
+                clip_len: 0,
+                stride: 1,
+            },
+            &tiny,
+        )
+        .unwrap();
+    assert!(empty[0].frames.is_empty());
+    let odd = video
+        .sample(
+            &Sampling::Timestamps(vec![f64::NAN, f64::INFINITY, -5.0, 1e300]),
+            &tiny,
+        )
+        .unwrap();
+    assert_eq!(
+        odd.iter().map(|c| c.start_frame).collect::<Vec<_>>(),
+        vec![0, 49, 0, 49]
+    );
+    assert!(
+        odd.iter()
+            .all(|c| (c.frames[0].width, c.frames[0].height) == (1, 1))
+    );
+    let far = video
+        .sample(
+            &Sampling::Starts {
+                starts: vec![u64::MAX],
+                clip_len: 2,
+                stride: usize::MAX,
+            },
+            &tiny,
+        )
+        .unwrap();
+    assert_eq!(far[0].start_frame, 49);
+}

@@ -2,13 +2,15 @@
 
 use rayon::prelude::*;
 
-/// Rows per parallel task: enough tasks to balance the threads, none too small to pay
-/// for its scheduling.
+/// Fewest pixels worth a parallel task of their own (~25 µs of work).
+const MIN_TASK_PIXELS: usize = 8192;
+
+/// Rows per parallel task: bands of equal height, up to four per thread for balance,
+/// none too small to pay for its scheduling.
 pub(crate) fn rows_per_task(width: usize, height: usize) -> usize {
     let threads = rayon::current_num_threads().max(1);
-    let balanced = height.div_ceil(4 * threads);
-    let worthwhile = 16_384usize.div_ceil(width.max(1));
-    balanced.max(worthwhile).clamp(1, height.max(1))
+    let bands = (width * height / MIN_TASK_PIXELS).clamp(1, 4 * threads);
+    height.div_ceil(bands).max(1)
 }
 
 /// Separable Gaussian blur with replicated borders.

@@ -83,22 +83,38 @@ fn sample(texels: &[[f32; 4]], w: usize, wmax: isize, hmax: isize, px: f32, py: 
     let wxs = cubic_weights(px - fx);
     let wys = cubic_weights(py - fy);
     let (ix, iy) = (fx as isize, fy as isize);
-    let xs = [-1isize, 0, 1, 2].map(|d| (ix + d).clamp(0, wmax) as usize);
     let mut acc = [0.0f32; 4];
-    for (j, wyj) in wys.iter().enumerate() {
-        let yy = (iy - 1 + j as isize).clamp(0, hmax) as usize * w;
-        let mut racc = [0.0f32; 4];
-        for (xx, wxm) in xs.iter().zip(&wxs) {
-            let t = texels[yy + xx];
-            for (r, v) in racc.iter_mut().zip(t) {
-                *r += wxm * v;
-            }
+    if ix >= 1 && ix + 2 <= wmax && iy >= 1 && iy + 2 <= hmax {
+        // Inside: the 4x4 taps are four runs of four texels, no clamping.
+        let base = (iy - 1) as usize * w + (ix - 1) as usize;
+        for (j, wyj) in wys.iter().enumerate() {
+            let start = base + j * w;
+            let run: &[[f32; 4]; 4] = texels[start..start + 4].try_into().expect("four texels");
+            accumulate(&mut acc, *wyj, &wxs, run);
         }
-        for (s, r) in acc.iter_mut().zip(racc) {
-            *s += wyj * r;
+    } else {
+        let xs = [-1isize, 0, 1, 2].map(|d| (ix + d).clamp(0, wmax) as usize);
+        for (j, wyj) in wys.iter().enumerate() {
+            let yy = (iy - 1 + j as isize).clamp(0, hmax) as usize * w;
+            let run = xs.map(|x| texels[yy + x]);
+            accumulate(&mut acc, *wyj, &wxs, &run);
         }
     }
     acc
+}
+
+/// acc += wy · Σ_m wx[m] · run[m], four channels at once.
+#[inline(always)]
+fn accumulate(acc: &mut [f32; 4], wy: f32, wx: &[f32; 4], run: &[[f32; 4]; 4]) {
+    let mut row = [0.0f32; 4];
+    for (t, wxm) in run.iter().zip(wx) {
+        for (r, v) in row.iter_mut().zip(t) {
+            *r += wxm * v;
+        }
+    }
+    for (a, r) in acc.iter_mut().zip(row) {
+        *a += wy * r;
+    }
 }
 
 /// The linearised data term at the current flow, written by [`warp`].

@@ -116,7 +116,7 @@ impl Converter {
         let (sw, sh) = (self.scaled.width() as usize, self.scaled.height() as usize);
         let (dw, dh) = self.rotated(sw as u32, sh as u32);
         let (cw, ch) = self.resize.crop.unwrap_or((dw, dh));
-        let (cw, ch) = (cw.min(dw) as usize, ch.min(dh) as usize);
+        let (cw, ch) = (cw.clamp(1, dw) as usize, ch.clamp(1, dh) as usize);
         let (x0, y0) = ((dw as usize - cw) / 2, (dh as usize - ch) / 2);
         let stride = self.scaled.stride(0);
         let src = self.scaled.data(0);

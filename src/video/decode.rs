@@ -10,8 +10,9 @@ use ffmpeg::util::frame;
 use ffmpeg::{Packet, Rational, media};
 use ffmpeg_next as ffmpeg;
 
+use super::collect::Collector;
 use super::convert::Converter;
-use super::index::{FrameIndex, KeyEntry, PacketEntry};
+use super::index::{self, FrameIndex, KeyEntry, PacketEntry, scan};
 use super::input::{self, SharedBytes, Source};
 use super::{Clip, Limits, Resize, RgbFrame, Sampling, VideoError};
 
@@ -20,8 +21,8 @@ const DECODE_THREADS: usize = 2;
 /// With [`SeekPolicy::Auto`], seek only to skip at least this many packets: a seek
 /// throws away the frames in flight inside the decoder.
 const MIN_SKIP: usize = 4;
-/// Consecutive unreadable packets after which the demuxer is deemed stuck.
-const MAX_BAD_PACKETS: usize = 1000;
+/// Decoding errors in a row after which the decoder is deemed stuck on a packet.
+const MAX_ERRORS_IN_A_ROW: usize = 64;
 
 /// What the video is, as probed at open.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,6 +84,8 @@ pub struct Video {
     pending: Option<Packet>,
     /// Packets read since the last rewind; 0 means the input is at its start.
     read_since_rewind: u64,
+    /// Keyframes to aim before the wanted one, for demuxers that land past it.
+    aim_earlier: usize,
 }
 
 impl std::fmt::Debug for Video {
@@ -205,15 +208,11 @@ impl Video {
 
         let scan = scan(&mut input, stream_index, limits)?;
         let index = FrameIndex::new(&scan.packets);
-        let first_packet = *scan
-            .packets
-            .first()
-            .ok_or_else(|| VideoError::Corrupt("the video stream holds no frames".into()))?;
-        if index.frames == 0 {
+        let Some(&first_packet) = scan.packets.first().filter(|_| index.frames > 0) else {
             return Err(VideoError::Corrupt(
                 "the video stream holds no frames".into(),
             ));
-        }
+        };
         limits.check_frames(index.frames)?;
         let declared_s = input.duration() as f64 / f64::from(ffi::AV_TIME_BASE);
         if (declared_frames > 0 && (scan.packets.len() as u64) < declared_frames)
@@ -272,6 +271,7 @@ impl Video {
             stats: DecodeStats::default(),
             pending: None,
             read_since_rewind: scan.packets.len() as u64,
+            aim_earlier: 0,
         };
         // Also makes mkv/webm load their seek index now rather than on the first seek.
         video.rewind()?;
@@ -295,54 +295,49 @@ impl Video {
         resize: &Resize,
     ) -> Result<Vec<RgbFrame>, VideoError> {
         self.stats = DecodeStats::default();
-        let mut out: Vec<Option<RgbFrame>> = vec![None; targets.len()];
         if targets.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conv = Converter::new(*resize, self.info.rotation, self.limits.max_pixels);
+        let conv = Converter::new(*resize, self.info.rotation, self.limits.max_pixels);
+        let mut collector = Collector::new(targets, conv);
         self.rewind()?;
         let min_skip = match self.policy {
             SeekPolicy::Auto => MIN_SKIP,
             _ => 0,
         };
         let mut may_seek = self.index.timed && self.policy != SeekPolicy::Never;
-        let mut next = 0usize;
-        // Key for `targets[next]`, computed once per target.
-        let mut key: Option<(usize, Option<KeyEntry>)> = None;
+        // The keyframe for the next target, looked up once per target.
+        let mut key: Option<(u64, Option<KeyEntry>)> = None;
+        // Decode position of the next packet, and the first frame index trusted since
+        // the last seek (frames before a keyframe may reference data we skipped).
         let mut pos = 0usize;
         let mut accept_from = 0u64;
         let mut counter = 0u64;
-        let mut frame = frame::Video::empty();
-        let mut last = frame::Video::empty();
-        let mut last_rank: Option<u64> = None;
+        let mut decoded_in_stretch = 0u64;
         let mut decode_errors = 0u64;
-        let mut decode_all_packets = true;
+        let mut skipping = false;
+        let mut frame = frame::Video::empty();
         set_skip_nonref(&mut self.decoder, false);
-        while next < targets.len() {
+        while let Some(target) = collector.next_target() {
             if may_seek {
-                if key.is_none_or(|(n, _)| n != next) {
-                    key = Some((next, self.index.key_for(targets[next])));
+                if key.is_none_or(|(t, _)| t != target) {
+                    key = Some((target, self.index.key_for(target)));
                 }
                 if let Some((_, Some(k))) = key
                     && k.pos > pos + min_skip
                 {
-                    match self.seek_to(k, targets[next])? {
-                        Some((landed, safe_rank)) => {
-                            pos = landed;
-                            accept_from = safe_rank;
-                        }
+                    decoded_in_stretch = 0;
+                    collector.forget_last();
+                    match self.seek_to(k, target)? {
+                        Some((landed, safe_rank)) => (pos, accept_from) = (landed, safe_rank),
                         None => {
                             self.rewind()?;
-                            pos = 0;
-                            accept_from = 0;
-                            may_seek = false;
+                            (pos, accept_from, may_seek) = (0, 0, false);
                         }
                     }
-                    last_rank = None;
                 }
             }
             let packet = self.next_packet()?;
-            let eof = packet.is_none();
             let sent = match &packet {
                 Some(p) => {
                     pos += 1;
@@ -351,40 +346,49 @@ impl Video {
                     let wanted = !self.index.timed
                         || p.pts()
                             .and_then(|pts| self.index.rank_of(pts))
-                            .is_none_or(|r| targets.binary_search(&r).is_ok());
-                    if wanted != decode_all_packets {
-                        decode_all_packets = wanted;
-                        set_skip_nonref(&mut self.decoder, !wanted);
+                            .is_none_or(|r| collector.wants(r));
+                    if wanted == skipping {
+                        skipping = !wanted;
+                        set_skip_nonref(&mut self.decoder, skipping);
                     }
                     self.decoder.send_packet(p)
                 }
                 None => self.decoder.send_eof(),
             };
-            let mut resend = false;
-            match sent {
-                Ok(()) => {}
-                Err(ffmpeg::Error::Other { errno }) if errno == ffi::EAGAIN => resend = true,
-                Err(_) => decode_errors += 1,
-            }
+            let resend = match sent {
+                Ok(()) => false,
+                Err(ffmpeg::Error::Other { errno }) if errno == ffi::EAGAIN => true,
+                Err(_) => {
+                    decode_errors += 1;
+                    false
+                }
+            };
+            let mut errors_in_a_row = 0usize;
             loop {
                 match self.decoder.receive_frame(&mut frame) {
                     Ok(()) => {}
                     Err(ffmpeg::Error::Other { errno }) if errno == ffi::EAGAIN => break,
                     Err(ffmpeg::Error::Eof) => break,
+                    // A damaged frame: the decoder moves on to the next one, unless it is
+                    // stuck, which must not hang us.
                     Err(_) => {
                         decode_errors += 1;
+                        errors_in_a_row += 1;
+                        if errors_in_a_row > MAX_ERRORS_IN_A_ROW {
+                            break;
+                        }
                         continue;
                     }
                 }
+                errors_in_a_row = 0;
                 self.stats.frames_decoded += 1;
-                self.limits.check_frames(self.stats.frames_decoded)?;
+                // Each stretch of decoding (from the start or a keyframe) ends within the video.
+                decoded_in_stretch += 1;
+                self.limits.check_frames(decoded_in_stretch)?;
                 self.limits.check_pixels(frame.width(), frame.height())?;
                 let rank = if self.index.timed {
-                    match frame
-                        .pts()
-                        .or(frame.timestamp())
-                        .and_then(|p| self.index.rank_of(p))
-                    {
+                    let pts = frame.pts().or(frame.timestamp());
+                    match pts.and_then(|p| self.index.rank_of(p)) {
                         Some(r) => r,
                         None => continue,
                     }
@@ -392,23 +396,9 @@ impl Video {
                     counter += 1;
                     counter - 1
                 };
-                if rank < accept_from {
-                    continue;
+                if rank >= accept_from {
+                    collector.take(&mut frame, rank, self.frame_time(rank))?;
                 }
-                // Targets this frame passed over were lost (damaged data): show the frame before.
-                while next < targets.len() && targets[next] < rank {
-                    out[next] = Some(match last_rank {
-                        Some(lr) => conv.convert(&last, self.frame_time(lr))?,
-                        None => conv.convert(&frame, self.frame_time(rank))?,
-                    });
-                    next += 1;
-                }
-                if next < targets.len() && targets[next] == rank {
-                    out[next] = Some(conv.convert(&frame, self.frame_time(rank))?);
-                    next += 1;
-                }
-                std::mem::swap(&mut frame, &mut last);
-                last_rank = Some(rank);
             }
             if resend
                 && let Some(p) = &packet
@@ -416,26 +406,11 @@ impl Video {
             {
                 decode_errors += 1;
             }
-            if eof {
+            if packet.is_none() {
                 break;
             }
         }
-        // Targets past the last decodable frame repeat it.
-        if let Some(lr) = last_rank
-            && next < targets.len()
-        {
-            let repeat = conv.convert(&last, self.frame_time(lr))?;
-            for slot in &mut out[next..] {
-                *slot = Some(repeat.clone());
-            }
-        }
-        let frames: Vec<RgbFrame> = out.into_iter().flatten().collect();
-        if frames.len() < targets.len() {
-            return Err(VideoError::Corrupt(format!(
-                "no frame could be decoded ({decode_errors} decoding errors)"
-            )));
-        }
-        Ok(frames)
+        collector.finish(decode_errors)
     }
 
     /// The next packet of the video stream, or `None` at the end.
@@ -453,7 +428,7 @@ impl Video {
                 }
                 Ok(()) => {}
                 Err(ffmpeg::Error::Eof) => return Ok(None),
-                Err(ffmpeg::Error::InvalidData) if bad < MAX_BAD_PACKETS => bad += 1,
+                Err(ffmpeg::Error::InvalidData) if bad < index::MAX_BAD_PACKETS => bad += 1,
                 Err(e) => {
                     return Err(VideoError::Corrupt(format!(
                         "the file could not be read: {e}"
@@ -505,20 +480,25 @@ impl Video {
     /// or `None` when no landing could be trusted.
     fn seek_to(&mut self, key: KeyEntry, target: u64) -> Result<Option<(usize, u64)>, VideoError> {
         // Some demuxers (MPEG-TS) land just past the requested keyframe: aim one or two
-        // keyframes earlier before giving up.
-        let mut aim = Some(key);
-        for _ in 0..3 {
-            let Some(k) = aim else { break };
-            if let Some(landed) = self.seek_once(k, target)? {
+        // keyframes earlier, and keep doing so for this video once that was needed.
+        for retry in 0..3 {
+            let mut aim = Some(key);
+            for _ in 0..self.aim_earlier + retry {
+                aim = aim.and_then(|k| self.index.key_before(k.pos)).or(aim);
+            }
+            let Some(aim) = aim else { break };
+            if let Some(landed) = self.seek_once(aim, key, target)? {
+                self.aim_earlier = (self.aim_earlier + retry).min(2);
                 return Ok(Some(landed));
             }
-            aim = self.index.key_before(k.pos);
         }
         Ok(None)
     }
 
+    /// One seek towards `aim`, then reading (not decoding) on to keyframe `key`.
     fn seek_once(
         &mut self,
+        aim: KeyEntry,
         key: KeyEntry,
         target: u64,
     ) -> Result<Option<(usize, u64)>, VideoError> {
@@ -530,7 +510,7 @@ impl Video {
             ffi::av_seek_frame(
                 self.input.as_mut_ptr(),
                 self.stream as i32,
-                key.seek_ts,
+                aim.seek_ts,
                 ffi::AVSEEK_FLAG_BACKWARD,
             )
         };
@@ -538,7 +518,8 @@ impl Video {
         if r < 0 {
             return Ok(None);
         }
-        // Landings are untrusted: skip to the first keyframe packet and look it up.
+        // Landings are untrusted: look each keyframe packet up; demuxing up to the wanted
+        // keyframe is far cheaper than decoding from an earlier one.
         while let Some(packet) = self.next_packet()? {
             if !packet.is_key() {
                 continue;
@@ -551,6 +532,9 @@ impl Video {
             else {
                 continue;
             };
+            if k.pos < key.pos {
+                continue;
+            }
             if k.safe_rank > target {
                 tracing::debug!(target, landed = k.safe_rank, "seek overshot");
                 return Ok(None);
@@ -614,67 +598,6 @@ fn set_skip_nonref(decoder: &mut ffmpeg::decoder::Video, skip: bool) {
     };
     // SAFETY: the codec context is open; frame threads pick the field up per packet.
     unsafe { (*decoder.as_mut_ptr()).skip_frame = discard };
-}
-
-/// What one pass over all packets found.
-struct Scan {
-    /// The video stream's packets, in decode order.
-    packets: Vec<PacketEntry>,
-    /// Latest end time over all streams, in seconds from the container's start.
-    end_s: f64,
-    /// Duration of the video stream's last packet, in its time base.
-    last_duration: i64,
-}
-
-/// Demuxes every packet once (no decoding) to build the frame index and find truncation.
-fn scan(input: &mut Input, video: usize, limits: &Limits) -> Result<Scan, VideoError> {
-    // SAFETY: the format context is open.
-    let start = unsafe { (*input.as_ptr()).start_time };
-    let start_s = if start == ffi::AV_NOPTS_VALUE {
-        0.0
-    } else {
-        start as f64 / f64::from(ffi::AV_TIME_BASE)
-    };
-    let time_bases: Vec<f64> = input.streams().map(|s| f64::from(s.time_base())).collect();
-    let mut packets = Vec::new();
-    let mut end_s = f64::NEG_INFINITY;
-    let mut last_duration = 0;
-    let mut bad = 0usize;
-    loop {
-        let mut packet = Packet::empty();
-        match packet.read(input) {
-            Ok(()) => {}
-            Err(ffmpeg::Error::Eof) => break,
-            Err(ffmpeg::Error::InvalidData) if bad < MAX_BAD_PACKETS => {
-                bad += 1;
-                continue;
-            }
-            Err(e) => {
-                return Err(VideoError::Corrupt(format!(
-                    "the file could not be read to its end: {e}"
-                )));
-            }
-        }
-        let tb = time_bases.get(packet.stream()).copied().unwrap_or(0.0);
-        if let Some(ts) = packet.pts().or(packet.dts()) {
-            end_s = end_s.max((ts as f64 + packet.duration().max(0) as f64) * tb - start_s);
-        }
-        if packet.stream() == video {
-            packets.push(PacketEntry {
-                pts: packet.pts(),
-                dts: packet.dts(),
-                key: packet.is_key(),
-                discard: packet.flags().bits() & ffi::AV_PKT_FLAG_DISCARD != 0,
-            });
-            last_duration = packet.duration();
-            limits.check_frames(packets.len() as u64)?;
-        }
-    }
-    Ok(Scan {
-        packets,
-        end_s,
-        last_duration,
-    })
 }
 
 /// Makes the demuxer skip streams other than the video (less work per packet).

@@ -5,6 +5,16 @@
 
 use std::collections::HashMap;
 
+use ffmpeg::Packet;
+use ffmpeg::ffi;
+use ffmpeg::format::context::Input;
+use ffmpeg_next as ffmpeg;
+
+use super::{Limits, VideoError};
+
+/// Consecutive unreadable packets after which the demuxer is deemed stuck.
+pub(crate) const MAX_BAD_PACKETS: usize = 1000;
+
 /// What the scan learnt about one video packet, in decode order.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PacketEntry {
@@ -128,6 +138,67 @@ impl FrameIndex {
     pub fn key_at(&self, pos: usize) -> Option<KeyEntry> {
         self.keys.iter().find(|k| k.pos == pos).copied()
     }
+}
+
+/// What one pass over all packets found.
+pub(crate) struct Scan {
+    /// The video stream's packets, in decode order.
+    pub packets: Vec<PacketEntry>,
+    /// Latest end time over all streams, in seconds from the container's start.
+    pub end_s: f64,
+    /// Duration of the video stream's last packet, in its time base.
+    pub last_duration: i64,
+}
+
+/// Demuxes every packet once (no decoding) to build the frame index and find truncation.
+pub(crate) fn scan(input: &mut Input, video: usize, limits: &Limits) -> Result<Scan, VideoError> {
+    // SAFETY: the format context is open.
+    let start = unsafe { (*input.as_ptr()).start_time };
+    let start_s = if start == ffi::AV_NOPTS_VALUE {
+        0.0
+    } else {
+        start as f64 / f64::from(ffi::AV_TIME_BASE)
+    };
+    let time_bases: Vec<f64> = input.streams().map(|s| f64::from(s.time_base())).collect();
+    let mut packets = Vec::new();
+    let mut end_s = f64::NEG_INFINITY;
+    let mut last_duration = 0;
+    let mut bad = 0usize;
+    loop {
+        let mut packet = Packet::empty();
+        match packet.read(input) {
+            Ok(()) => {}
+            Err(ffmpeg::Error::Eof) => break,
+            Err(ffmpeg::Error::InvalidData) if bad < MAX_BAD_PACKETS => {
+                bad += 1;
+                continue;
+            }
+            Err(e) => {
+                return Err(VideoError::Corrupt(format!(
+                    "the file could not be read to its end: {e}"
+                )));
+            }
+        }
+        let tb = time_bases.get(packet.stream()).copied().unwrap_or(0.0);
+        if let Some(ts) = packet.pts().or(packet.dts()) {
+            end_s = end_s.max((ts as f64 + packet.duration().max(0) as f64) * tb - start_s);
+        }
+        if packet.stream() == video {
+            packets.push(PacketEntry {
+                pts: packet.pts(),
+                dts: packet.dts(),
+                key: packet.is_key(),
+                discard: packet.flags().bits() & ffi::AV_PKT_FLAG_DISCARD != 0,
+            });
+            last_duration = packet.duration();
+            limits.check_frames(packets.len() as u64)?;
+        }
+    }
+    Ok(Scan {
+        packets,
+        end_s,
+        last_duration,
+    })
 }
 
 #[cfg(test)]

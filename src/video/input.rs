@@ -15,8 +15,8 @@ use super::VideoError;
 /// AVIO buffer size: large reads make demuxing from files and memory equally cheap.
 const IO_BUFFER: usize = 64 * 1024;
 
-/// Demuxers that open single images or text as "video"; an upload of those is not a video.
-const NOT_VIDEO_DEMUXERS: &[&str] = &["image2", "tty", "bin", "xbin", "adf", "idf"];
+/// Demuxers that render text (ANSI art) as "video"; an upload of text is not a video.
+const TEXT_DEMUXERS: &[&str] = &["tty", "bin", "xbin", "adf", "idf"];
 
 /// FFmpeg's AVPROBE_SCORE_RETRY (a macro bindgen does not export): below it a guess is weak.
 const PROBE_SCORE_RETRY: i32 = 25;
@@ -71,11 +71,14 @@ impl Source {
         let input =
             ffmpeg::format::input_from_stream(io, None, None).map_err(|e| self.open_error(e))?;
         let name = input.format().name().to_string();
-        if NOT_VIDEO_DEMUXERS.contains(&name.as_str()) || name.ends_with("_pipe") {
+        if name == "image2" || name.ends_with("_pipe") {
             let what = name.trim_end_matches("_pipe");
             return Err(VideoError::NotAVideo(format!(
-                "it is a single {what} image or text, not a video"
+                "it is a single {what} image"
             )));
+        }
+        if TEXT_DEMUXERS.contains(&name.as_str()) {
+            return Err(VideoError::NotAVideo("it is text".into()));
         }
         Ok(input)
     }

@@ -1,5 +1,6 @@
 //! Video decoding with FFmpeg: probe, sample frames, enforce limits.
 
+mod collect;
 mod convert;
 mod decode;
 mod error;

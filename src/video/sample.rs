@@ -33,7 +33,7 @@ pub enum Sampling {
 /// How sampled frames are resized: shorter side to `short_side`, then a centre crop.
 ///
 /// Bilinear. `short_side == 0` keeps the decoded size. A crop larger than the resized
-/// frame enlarges the frame first so the crop fits.
+/// frame enlarges the frame first so the crop fits; a zero crop side counts as 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Resize {
     /// Target length of the frame's shorter side, in pixels (0: unchanged).
@@ -166,7 +166,7 @@ pub fn segment_starts(
 
 /// The frame on screen at `t` seconds: the last one starting at or before `t`.
 fn frame_at(frames: u64, t: f64, times: &dyn Fn(u64) -> f64) -> u64 {
-    if frames == 0 || !t.is_finite() {
+    if frames == 0 || t.is_nan() {
         return 0;
     }
     // Timestamps are rounded in containers; a tolerance keeps `t = i / fps` on frame i.

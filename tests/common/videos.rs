@@ -21,6 +21,18 @@ pub fn make_video(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
     out
 }
 
+/// Whether the ffmpeg CLI has encoder `name`.
+pub fn has_encoder(name: &str) -> bool {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-encoders"])
+        .output()
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .any(|w| w == name)
+        })
+}
+
 /// Arguments for a moving synthetic source: `testsrc2` of `w`x`h` at `fps` for `seconds`.
 pub fn source(w: u32, h: u32, fps: u32, seconds: f64) -> Vec<String> {
     ["-f", "lavfi", "-i"]
