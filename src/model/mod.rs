@@ -5,10 +5,8 @@ pub mod config;
 pub mod conv;
 pub mod norm;
 pub mod reversible;
-pub mod spec;
 pub mod st_resnet;
 pub mod temporal;
 
 pub use config::Config;
-pub use spec::{ModelSpec, Preprocessing, load_model, save_model};
 pub use st_resnet::{StResNet, StreamLogits};
