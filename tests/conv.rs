@@ -350,3 +350,32 @@ fn bad_geometry_is_an_error() {
     // zero stride
     assert!(conv2d(&x, &w, &ConvConfig::square(7, 0, 3)).is_err());
 }
+
+#[test]
+fn folded_batchnorm_equals_conv_then_affine() {
+    let dev = Device::Cpu;
+    let cfg = ConvConfig::square(3, 2, 1);
+    let w = Tensor::randn(0f32, 1.0, (5, 3, 3, 3), &dev).unwrap();
+    let x = Tensor::randn(0f32, 1.0, (2, 3, 11, 11), &dev).unwrap();
+    let scale = Tensor::randn(1f32, 0.5, 5, &dev).unwrap();
+    let shift = Tensor::randn(0f32, 1.0, 5, &dev).unwrap();
+    let per_channel = |t: &Tensor| t.reshape((1, 5, 1, 1)).unwrap();
+    for bias in [None, Some(Tensor::randn(0f32, 1.0, 5, &dev).unwrap())] {
+        let conv = Conv2d::from_weights(w.clone(), bias, cfg);
+        let want = conv
+            .forward(&x)
+            .unwrap()
+            .broadcast_mul(&per_channel(&scale))
+            .unwrap()
+            .broadcast_add(&per_channel(&shift))
+            .unwrap();
+        let got = conv.fold_bn(&scale, &shift).unwrap().forward(&x).unwrap();
+        let d = (got - want).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(d.to_scalar::<f32>().unwrap() < 1e-4);
+    }
+    let conv = Conv2d::from_weights(w, None, cfg);
+    assert!(
+        conv.fold_bn(&scale.narrow(0, 0, 4).unwrap(), &shift)
+            .is_err()
+    );
+}

@@ -93,6 +93,31 @@ impl Conv2d {
     pub fn config(&self) -> ConvConfig {
         self.cfg
     }
+
+    /// Folds a following inference-mode BatchNorm, `z = y * scale + shift` per output
+    /// channel, into this convolution's weight and bias (one op instead of three).
+    pub fn fold_bn(&self, scale: &Tensor, shift: &Tensor) -> Result<Self> {
+        let c_out = self.weight.dim(0)?;
+        if scale.dims() != [c_out] || shift.dims() != [c_out] {
+            bail!(
+                "fold_bn: scale {:?} and shift {:?} must be ({c_out},)",
+                scale.dims(),
+                shift.dims()
+            );
+        }
+        let weight = self
+            .weight
+            .broadcast_mul(&scale.reshape((c_out, 1, 1, 1))?)?;
+        let bias = match &self.bias {
+            Some(b) => ((b * scale)? + shift)?,
+            None => shift.clone(),
+        };
+        Ok(Self {
+            weight,
+            bias: Some(bias),
+            cfg: self.cfg,
+        })
+    }
 }
 
 impl Module for Conv2d {

@@ -11,6 +11,8 @@ use rayon::prelude::*;
 const TILE_FLOATS: usize = 48 * 1024;
 /// Floats per im2col tile in the weight-gradient pass, whose GEMM depth is the tile width.
 const WGRAD_TILE_FLOATS: usize = 192 * 1024;
+/// Fewer input channels per group than this make per-tap GEMMs too thin: use im2col.
+const IMPLICIT_MIN_CHANNELS: usize = 8;
 /// Tile widths are multiples of this (a multiple of every f32/f64 micro-kernel height).
 const TILE_ALIGN: usize = 48;
 
@@ -274,6 +276,99 @@ unsafe fn mm<T: Elem>(
 
 /// Forward convolution: `x (N, C_in, H, W)`, `w (C_out, C_in / G, kh, kw)` → `(N, C_out, Ho, Wo)`.
 pub fn forward<T: Elem>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
+    if g.sh == 1 && g.sw == 1 && !g.pointwise() && g.cig() >= IMPLICIT_MIN_CHANNELS {
+        forward_implicit(g, x, w)
+    } else {
+        forward_im2col(g, x, w)
+    }
+}
+
+/// Stride-1 forward as one accumulating GEMM per kernel tap over the zero-padded input
+/// ("implicit GEMM", no im2col): on the padded row pitch, tap (ky, kx) is the input
+/// shifted by `ky * Wp + kx`. Outputs land on that pitch; the valid columns are copied out.
+fn forward_implicit<T: Elem>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
+    let (p, k, hw, cig, cog) = (g.p(), g.k(), g.hw(), g.cig(), g.cog());
+    let (hp, wp, ho, wo) = (g.h + 2 * g.ph, g.w + 2 * g.pw, g.ho(), g.wo());
+    let (khw, grid) = (g.kh * g.kw, ho * wp);
+    // Output positions on the padded pitch up to the last valid one.
+    let q_len = (ho - 1) * wp + wo;
+    let tile = (TILE_FLOATS / (cig + cog)).max(TILE_ALIGN) / TILE_ALIGN * TILE_ALIGN;
+    let threads = rayon::current_num_threads();
+    let outer = g.n * g.groups >= threads;
+    let inner = if outer {
+        Parallelism::None
+    } else {
+        Parallelism::Rayon(threads)
+    };
+    let run = |(xp, yg): &mut (Vec<T>, Vec<T>), i: usize, yi: &mut [T]| {
+        let (b, gi) = (i / g.groups, i % g.groups);
+        let xg = &x[(b * g.c_in + gi * cig) * hw..][..cig * hw];
+        repitch(xg, (g.h, g.w), xp, (hp, wp), (g.ph, g.pw));
+        yg.resize(cog * grid, T::ZERO);
+        for q0 in (0..q_len).step_by(tile) {
+            let t = tile.min(q_len - q0);
+            for tap in 0..khw {
+                let shift = (tap / g.kw) * wp + tap % g.kw;
+                // SAFETY: rows q0..q0 + t of the cog x grid output; input rows reach at most
+                // index cig * hp * wp - 1 (the last tap of the last valid output); weight
+                // (ci, co) of this tap sits at ci * khw + co * k inside this group's block.
+                unsafe {
+                    mm(
+                        (t, cog, cig),
+                        yg[q0..].as_mut_ptr(),
+                        (grid, 1),
+                        tap > 0,
+                        xp[shift + q0..].as_ptr(),
+                        (hp * wp, 1),
+                        w[gi * cog * k + tap..].as_ptr(),
+                        (k, khw),
+                        inner,
+                    )
+                };
+            }
+        }
+        for (dst, src) in yi.chunks_mut(p).zip(yg.chunks(grid)) {
+            for (d, s) in dst.chunks_mut(wo).zip(src.chunks(wp)) {
+                d.copy_from_slice(&s[..wo]);
+            }
+        }
+    };
+    let mut y = vec![T::ZERO; g.n * g.c_out * p];
+    if outer {
+        y.par_chunks_mut(cog * p).enumerate().for_each_init(
+            || (Vec::new(), Vec::new()),
+            |bufs, (i, yi)| run(bufs, i, yi),
+        );
+    } else {
+        let mut bufs = (Vec::new(), Vec::new());
+        for (i, yi) in y.chunks_mut(cog * p).enumerate() {
+            run(&mut bufs, i, yi);
+        }
+    }
+    y
+}
+
+/// Copies planes of `rows x cols` into zeroed planes of `(rows_to, pitch)` at offset
+/// `(top, left)`: zero padding, or a wider row pitch.
+fn repitch<T: Elem>(
+    src: &[T],
+    (rows, cols): (usize, usize),
+    dst: &mut Vec<T>,
+    (rows_to, pitch): (usize, usize),
+    (top, left): (usize, usize),
+) {
+    let planes = src.len() / (rows * cols);
+    dst.clear();
+    dst.resize(planes * rows_to * pitch, T::ZERO);
+    for (s, d) in src.chunks(rows * cols).zip(dst.chunks_mut(rows_to * pitch)) {
+        for (row, d) in s.chunks(cols).zip(d[top * pitch..].chunks_mut(pitch)) {
+            d[left..left + cols].copy_from_slice(row);
+        }
+    }
+}
+
+/// Forward convolution through explicit im2col tiles.
+fn forward_im2col<T: Elem>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
     let (p, k, hw, cig, cog) = (g.p(), g.k(), g.hw(), g.cig(), g.cog());
     let mut y = vec![T::ZERO; g.n * g.c_out * p];
     let tile = g.tile(TILE_FLOATS);
@@ -309,8 +404,54 @@ pub fn forward<T: Elem>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
     y
 }
 
-/// Input gradient: `dy (N, C_out, Ho, Wo)`, `w` → `dx (N, C_in, H, W)`, as `W^T dy` then col2im.
+/// Input gradient: `dy (N, C_out, Ho, Wo)`, `w` → `dx (N, C_in, H, W)`.
 pub fn backward_input<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
+    match transposed(g) {
+        Some(gt) => forward(&gt, dy, &flip_transpose(g, w)),
+        None => backward_input_col2im(g, dy, w),
+    }
+}
+
+/// The geometry under which a stride-1 convolution's input gradient is a forward
+/// convolution of `dy` ("full" correlation with the flipped, transposed kernel); `None`
+/// for strided convolutions and padding beyond the kernel's reach.
+fn transposed(g: &Geom) -> Option<Geom> {
+    (g.sh == 1 && g.sw == 1 && g.ph < g.kh && g.pw < g.kw).then(|| Geom {
+        n: g.n,
+        c_in: g.c_out,
+        h: g.ho(),
+        w: g.wo(),
+        c_out: g.c_in,
+        kh: g.kh,
+        kw: g.kw,
+        sh: 1,
+        sw: 1,
+        ph: g.kh - 1 - g.ph,
+        pw: g.kw - 1 - g.pw,
+        groups: g.groups,
+    })
+}
+
+/// `w (C_out, C_in / G, kh, kw)` → `(C_in, C_out / G, kh, kw)`, per group, kernel rotated 180°.
+fn flip_transpose<T: Elem>(g: &Geom, w: &[T]) -> Vec<T> {
+    let (cig, cog, khw) = (g.cig(), g.cog(), g.kh * g.kw);
+    let mut wt = vec![T::ZERO; w.len()];
+    for gi in 0..g.groups {
+        for co in 0..cog {
+            for ci in 0..cig {
+                let src = &w[((gi * cog + co) * cig + ci) * khw..][..khw];
+                let dst = &mut wt[((gi * cig + ci) * cog + co) * khw..][..khw];
+                for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                    *d = *s;
+                }
+            }
+        }
+    }
+    wt
+}
+
+/// Input gradient of a strided convolution: `W^T dy` per pixel tile, then col2im.
+fn backward_input_col2im<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
     let (p, k, hw, cig, cog) = (g.p(), g.k(), g.hw(), g.cig(), g.cog());
     let mut dx = vec![T::ZERO; g.n * g.c_in * hw];
     let tile = g.tile(TILE_FLOATS);
@@ -326,23 +467,6 @@ pub fn backward_input<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
     let run = |col: &mut Vec<T>, (b, gi): (usize, usize), dxg: &mut [T]| {
         let dyg = &dy[(b * g.c_out + gi * cog) * p..][..cog * p];
         let wg = &w[gi * cog * k..][..cog * k];
-        if g.pointwise() {
-            // SAFETY: dxg is cig x hw and dyg cog x p with p == hw; wg is cog x k, k == cig.
-            unsafe {
-                mm(
-                    (p, cig, cog),
-                    dxg.as_mut_ptr(),
-                    (hw, 1),
-                    false,
-                    dyg.as_ptr(),
-                    (p, 1),
-                    wg.as_ptr(),
-                    (1, k),
-                    inner,
-                )
-            };
-            return;
-        }
         for p0 in (0..p).step_by(tile) {
             let t = tile.min(p - p0);
             col.resize(k * t, T::ZERO);
@@ -381,6 +505,9 @@ pub fn backward_input<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
 /// Weight gradient: `x`, `dy` → `dw (C_out, C_in / G, kh, kw)`, as the sum over images of
 /// `dy col^T`; each thread sums its share of tiles, then the partial sums are added.
 pub fn backward_weight<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
+    if g.sh == 1 && g.sw == 1 && !g.pointwise() && g.cig() >= IMPLICIT_MIN_CHANNELS {
+        return backward_weight_implicit(g, x, dy);
+    }
     let (p, k, hw, cig, cog) = (g.p(), g.k(), g.hw(), g.cig(), g.cog());
     let tile = if g.pointwise() {
         p
@@ -429,6 +556,80 @@ pub fn backward_weight<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
     for part in parts {
         for (a, b) in dw.iter_mut().zip(part) {
             *a += b;
+        }
+    }
+    dw
+}
+
+/// Stride-1 weight gradient as one accumulating GEMM per kernel tap (see
+/// [`forward_implicit`]): `dy` on the padded row pitch times the shifted padded input.
+fn backward_weight_implicit<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
+    let (p, k, hw, cig, cog) = (g.p(), g.k(), g.hw(), g.cig(), g.cog());
+    let (hp, wp, ho, wo) = (g.h + 2 * g.ph, g.w + 2 * g.pw, g.ho(), g.wo());
+    let (khw, grid) = (g.kh * g.kw, ho * wp);
+    let q_len = (ho - 1) * wp + wo;
+    let tile = (TILE_FLOATS / (cig + cog)).max(TILE_ALIGN) / TILE_ALIGN * TILE_ALIGN;
+    let items = g.n * g.groups;
+    let threads = rayon::current_num_threads();
+    let parts = threads.min(items);
+    let inner = if parts == threads {
+        Parallelism::None
+    } else {
+        Parallelism::Rayon(threads)
+    };
+    // Accumulators per group as (tap, ci, co): column-major (co, ci) blocks for the GEMM.
+    let partials: Vec<Vec<T>> = (0..parts)
+        .into_par_iter()
+        .map(|part| {
+            let mut acc = vec![T::ZERO; g.c_out * k];
+            let (mut xp, mut dyp) = (Vec::new(), Vec::new());
+            for i in (part..items).step_by(parts) {
+                let (b, gi) = (i / g.groups, i % g.groups);
+                let xg = &x[(b * g.c_in + gi * cig) * hw..][..cig * hw];
+                let dyg = &dy[(b * g.c_out + gi * cog) * p..][..cog * p];
+                repitch(xg, (g.h, g.w), &mut xp, (hp, wp), (g.ph, g.pw));
+                repitch(dyg, (ho, wo), &mut dyp, (ho, wp), (0, 0));
+                let accg = &mut acc[gi * cog * k..][..cog * k];
+                for q0 in (0..q_len).step_by(tile) {
+                    let t = tile.min(q_len - q0);
+                    for tap in 0..khw {
+                        let shift = (tap / g.kw) * wp + tap % g.kw;
+                        // SAFETY: accg block of this tap is cog x cig column-major; dyp rows
+                        // are cog x grid, columns q0..q0 + t; xp reads stay below
+                        // cig * hp * wp as in the forward.
+                        unsafe {
+                            mm(
+                                (cog, cig, t),
+                                accg[tap * cig * cog..].as_mut_ptr(),
+                                (cog, 1),
+                                true,
+                                dyp[q0..].as_ptr(),
+                                (1, grid),
+                                xp[shift + q0..].as_ptr(),
+                                (hp * wp, 1),
+                                inner,
+                            )
+                        };
+                    }
+                }
+            }
+            acc
+        })
+        .collect();
+    let mut dw = vec![T::ZERO; g.c_out * k];
+    for acc in partials {
+        for gi in 0..g.groups {
+            let (src, dst) = (
+                &acc[gi * cog * k..][..cog * k],
+                &mut dw[gi * cog * k..][..cog * k],
+            );
+            for (tap, block) in src.chunks(cig * cog).enumerate() {
+                for (ci, col) in block.chunks(cog).enumerate() {
+                    for (co, v) in col.iter().enumerate() {
+                        dst[co * k + ci * khw + tap] += *v;
+                    }
+                }
+            }
         }
     }
     dw
