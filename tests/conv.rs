@@ -71,6 +71,11 @@ fn fixed_cases() -> Vec<Case> {
         Case::new((1, 4, 5, 5), 4, ConvConfig::square(3, 1, 2)),
         Case::new((1, 2, 3, 4), 2, ConvConfig::square(5, 1, 2)),
         Case::new((1, 64, 6, 6), 64, ConvConfig::square(3, 1, 1)),
+        // 7x7/2 stems (phase form): odd and even sizes, groups, unequal strides.
+        Case::new((2, 4, 15, 12), 6, ConvConfig::square(7, 2, 3)),
+        Case::new((1, 8, 13, 16), 4, cfg((7, 7), (2, 2), (3, 3), 2)),
+        Case::new((2, 4, 11, 10), 5, cfg((7, 5), (2, 1), (3, 2), 1)),
+        Case::new((1, 2, 16, 16), 3, cfg((6, 6), (3, 3), (2, 1), 1)),
     ]
 }
 

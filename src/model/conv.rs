@@ -6,6 +6,7 @@
 
 mod cpu;
 mod op;
+mod phases;
 
 use candle_core::{DType, Module, Result, Tensor, bail};
 use candle_nn::VarBuilder;

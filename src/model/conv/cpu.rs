@@ -7,12 +7,16 @@
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
+use super::phases;
+
 /// Floats per im2col tile in the forward and input-gradient passes (fits in L2 with room).
 const TILE_FLOATS: usize = 48 * 1024;
 /// Floats per im2col tile in the weight-gradient pass, whose GEMM depth is the tile width.
 const WGRAD_TILE_FLOATS: usize = 192 * 1024;
 /// Fewer input channels per group than this make per-tap GEMMs too thin: use im2col.
-const IMPLICIT_MIN_CHANNELS: usize = 8;
+pub const IMPLICIT_MIN_CHANNELS: usize = 8;
+/// Floats of input plus output rows per implicit-GEMM tile.
+const IMPLICIT_TILE_FLOATS: usize = 256 * 1024;
 /// Tile widths are multiples of this (a multiple of every f32/f64 micro-kernel height).
 const TILE_ALIGN: usize = 48;
 
@@ -92,6 +96,11 @@ impl Geom {
         self.kh == 1 && self.kw == 1 && self.sh == 1 && self.sw == 1 && self.ph == 0 && self.pw == 0
     }
 
+    /// Stride 1, a real kernel and enough channels for per-tap GEMMs.
+    fn implicit(&self) -> bool {
+        self.sh == 1 && self.sw == 1 && !self.pointwise() && self.cig() >= IMPLICIT_MIN_CHANNELS
+    }
+
     /// Tile width for a tile of `floats` im2col elements.
     fn tile(&self, floats: usize) -> usize {
         let t = (floats / self.k()).max(TILE_ALIGN) / TILE_ALIGN * TILE_ALIGN;
@@ -156,7 +165,7 @@ fn segments(g: &Geom, p0: usize, t: usize) -> Vec<Segment> {
 }
 
 /// Output columns `lo..hi` whose input column `ox * s + kx - pad` lies inside `0..size`.
-fn valid_range(size: usize, s: usize, kx: usize, pad: usize) -> (usize, usize) {
+pub fn valid_range(size: usize, s: usize, kx: usize, pad: usize) -> (usize, usize) {
     let lo = if pad > kx { (pad - kx).div_ceil(s) } else { 0 };
     let hi = if size + pad > kx {
         (size - 1 + pad - kx) / s + 1
@@ -276,8 +285,10 @@ unsafe fn mm<T: Elem>(
 
 /// Forward convolution: `x (N, C_in, H, W)`, `w (C_out, C_in / G, kh, kw)` → `(N, C_out, Ho, Wo)`.
 pub fn forward<T: Elem>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
-    if g.sh == 1 && g.sw == 1 && !g.pointwise() && g.cig() >= IMPLICIT_MIN_CHANNELS {
+    if g.implicit() {
         forward_implicit(g, x, w)
+    } else if let Some(gs) = phases::geometry(g) {
+        forward_implicit(&gs, &phases::input(g, &gs, x), &phases::weight(g, &gs, w))
     } else {
         forward_im2col(g, x, w)
     }
@@ -292,7 +303,7 @@ fn forward_implicit<T: Elem>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
     let (khw, grid) = (g.kh * g.kw, ho * wp);
     // Output positions on the padded pitch up to the last valid one.
     let q_len = (ho - 1) * wp + wo;
-    let tile = (TILE_FLOATS / (cig + cog)).max(TILE_ALIGN) / TILE_ALIGN * TILE_ALIGN;
+    let tile = implicit_tile(cig, cog);
     let threads = rayon::current_num_threads();
     let outer = g.n * g.groups >= threads;
     let inner = if outer {
@@ -346,6 +357,12 @@ fn forward_implicit<T: Elem>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
         }
     }
     y
+}
+
+/// Output positions per implicit-GEMM tile: input and output rows of a tile share L2,
+/// and each tap's weights (repacked by `gemm` per call) serve many rows.
+fn implicit_tile(cig: usize, cog: usize) -> usize {
+    (IMPLICIT_TILE_FLOATS / (cig + cog)).max(TILE_ALIGN) / TILE_ALIGN * TILE_ALIGN
 }
 
 /// Copies planes of `rows x cols` into zeroed planes of `(rows_to, pitch)` at offset
@@ -406,9 +423,13 @@ fn forward_im2col<T: Elem>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
 
 /// Input gradient: `dy (N, C_out, Ho, Wo)`, `w` → `dx (N, C_in, H, W)`.
 pub fn backward_input<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
-    match transposed(g) {
-        Some(gt) => forward(&gt, dy, &flip_transpose(g, w)),
-        None => backward_input_col2im(g, dy, w),
+    if let Some(gt) = transposed(g) {
+        forward(&gt, dy, &flip_transpose(g, w))
+    } else if let Some(gs) = phases::geometry(g) {
+        let dxs = backward_input(&gs, dy, &phases::weight(g, &gs, w));
+        phases::input_grad(g, &gs, &dxs)
+    } else {
+        backward_input_col2im(g, dy, w)
     }
 }
 
@@ -505,8 +526,12 @@ fn backward_input_col2im<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
 /// Weight gradient: `x`, `dy` → `dw (C_out, C_in / G, kh, kw)`, as the sum over images of
 /// `dy col^T`; each thread sums its share of tiles, then the partial sums are added.
 pub fn backward_weight<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
-    if g.sh == 1 && g.sw == 1 && !g.pointwise() && g.cig() >= IMPLICIT_MIN_CHANNELS {
+    if g.implicit() {
         return backward_weight_implicit(g, x, dy);
+    }
+    if let Some(gs) = phases::geometry(g) {
+        let dws = backward_weight_implicit(&gs, &phases::input(g, &gs, x), dy);
+        return phases::weight_grad(g, &gs, &dws);
     }
     let (p, k, hw, cig, cog) = (g.p(), g.k(), g.hw(), g.cig(), g.cog());
     let tile = if g.pointwise() {
@@ -568,7 +593,7 @@ fn backward_weight_implicit<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
     let (hp, wp, ho, wo) = (g.h + 2 * g.ph, g.w + 2 * g.pw, g.ho(), g.wo());
     let (khw, grid) = (g.kh * g.kw, ho * wp);
     let q_len = (ho - 1) * wp + wo;
-    let tile = (TILE_FLOATS / (cig + cog)).max(TILE_ALIGN) / TILE_ALIGN * TILE_ALIGN;
+    let tile = implicit_tile(cig, cog);
     let items = g.n * g.groups;
     let threads = rayon::current_num_threads();
     let parts = threads.min(items);
