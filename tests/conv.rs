@@ -219,7 +219,7 @@ fn check(c: &Case, seed: u64) {
         // candle's stock op on the same f32 data agrees with the reference as closely.
         // Its backward (a conv-transpose without output padding) fails on a shape mismatch
         // when the stride does not divide the padded extent, so it is compared only there.
-        let exact = |size: usize, k: usize, p: usize| (size + 2 * p - k) % sh == 0;
+        let exact = |size: usize, k: usize, p: usize| (size + 2 * p - k).is_multiple_of(sh);
         let (kh, kw) = c.cfg.kernel;
         let (ph, pw) = c.cfg.padding;
         if exact(c.h, kh, ph) && exact(c.w, kw, pw) {

@@ -1,8 +1,13 @@
-//! CPU convolution kernels on contiguous NCHW slices: im2col + GEMM (the `gemm` crate),
-//! parallel over (image, group, pixel tile) with rayon.
+//! CPU convolution kernels on contiguous NCHW slices, all GEMMs on the `gemm` crate,
+//! parallel over images (and groups, pixel tiles) with rayon:
+//! - stride 1: implicit GEMM, one accumulating GEMM per kernel tap over the padded input;
+//! - large strided kernels (7x7/2 stems): the same on their phase form (`phases`);
+//! - 1x1 stride 1: one GEMM on the input as it is;
+//! - anything else: im2col tiles sized for L2, then GEMM (col2im for the input gradient).
 //!
-//! Every GEMM is laid out so its destination is column-major with unit row stride, the
-//! orientation `gemm`'s micro-kernels prefer; im2col tiles stay small enough for L2.
+//! The input gradient of a stride-1 convolution is a forward convolution of `dy` with the
+//! flipped, transposed kernel. Every GEMM is laid out so its destination is column-major
+//! with unit row stride, the orientation `gemm`'s micro-kernels prefer.
 
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
@@ -38,7 +43,8 @@ impl Elem for f64 {
     const ONE: Self = 1.0;
 }
 
-/// Full geometry of one convolution call.
+/// Full geometry of one convolution call: batch, channels, input size, kernel, stride,
+/// padding (per side) and groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Geom {
     pub n: usize,
@@ -314,7 +320,7 @@ fn forward_implicit<T: Elem>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
     let run = |(xp, yg): &mut (Vec<T>, Vec<T>), i: usize, yi: &mut [T]| {
         let (b, gi) = (i / g.groups, i % g.groups);
         let xg = &x[(b * g.c_in + gi * cig) * hw..][..cig * hw];
-        repitch(xg, (g.h, g.w), xp, (hp, wp), (g.ph, g.pw));
+        let xs = repitched(xg, (g.h, g.w), xp, (hp, wp), (g.ph, g.pw));
         yg.resize(cog * grid, T::ZERO);
         for q0 in (0..q_len).step_by(tile) {
             let t = tile.min(q_len - q0);
@@ -329,7 +335,7 @@ fn forward_implicit<T: Elem>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
                         yg[q0..].as_mut_ptr(),
                         (grid, 1),
                         tap > 0,
-                        xp[shift + q0..].as_ptr(),
+                        xs[shift + q0..].as_ptr(),
                         (hp * wp, 1),
                         w[gi * cog * k + tap..].as_ptr(),
                         (k, khw),
@@ -381,6 +387,23 @@ fn repitch<T: Elem>(
         for (row, d) in s.chunks(cols).zip(d[top * pitch..].chunks_mut(pitch)) {
             d[left..left + cols].copy_from_slice(row);
         }
+    }
+}
+
+/// `src` with the row pitch and padding asked for: itself where they change nothing,
+/// else a copy made in `buf`.
+fn repitched<'a, T: Elem>(
+    src: &'a [T],
+    dims: (usize, usize),
+    buf: &'a mut Vec<T>,
+    to: (usize, usize),
+    offset: (usize, usize),
+) -> &'a [T] {
+    if dims == to && offset == (0, 0) {
+        src
+    } else {
+        repitch(src, dims, buf, to, offset);
+        buf
     }
 }
 
@@ -526,7 +549,8 @@ fn backward_input_col2im<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
 /// Weight gradient: `x`, `dy` → `dw (C_out, C_in / G, kh, kw)`, as the sum over images of
 /// `dy col^T`; each thread sums its share of tiles, then the partial sums are added.
 pub fn backward_weight<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
-    if g.implicit() {
+    // 1x1 included: its implicit form is one GEMM per image in the fast orientation.
+    if g.sh == 1 && g.sw == 1 && g.cig() >= IMPLICIT_MIN_CHANNELS {
         return backward_weight_implicit(g, x, dy);
     }
     if let Some(gs) = phases::geometry(g) {
@@ -612,8 +636,8 @@ fn backward_weight_implicit<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
                 let (b, gi) = (i / g.groups, i % g.groups);
                 let xg = &x[(b * g.c_in + gi * cig) * hw..][..cig * hw];
                 let dyg = &dy[(b * g.c_out + gi * cog) * p..][..cog * p];
-                repitch(xg, (g.h, g.w), &mut xp, (hp, wp), (g.ph, g.pw));
-                repitch(dyg, (ho, wo), &mut dyp, (ho, wp), (0, 0));
+                let xs = repitched(xg, (g.h, g.w), &mut xp, (hp, wp), (g.ph, g.pw));
+                let dys = repitched(dyg, (ho, wo), &mut dyp, (ho, wp), (0, 0));
                 let accg = &mut acc[gi * cog * k..][..cog * k];
                 for q0 in (0..q_len).step_by(tile) {
                     let t = tile.min(q_len - q0);
@@ -628,9 +652,9 @@ fn backward_weight_implicit<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
                                 accg[tap * cig * cog..].as_mut_ptr(),
                                 (cog, 1),
                                 true,
-                                dyp[q0..].as_ptr(),
+                                dys[q0..].as_ptr(),
                                 (1, grid),
-                                xp[shift + q0..].as_ptr(),
+                                xs[shift + q0..].as_ptr(),
                                 (hp * wp, 1),
                                 inner,
                             )

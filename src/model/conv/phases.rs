@@ -32,9 +32,11 @@ pub fn geometry(g: &Geom) -> Option<Geom> {
     })
 }
 
-/// Visits, for phase-form channel `c` of `gs`, the original channel and every
-/// (phase-plane index, input index) pair: `f(channel, plane_idx, x_idx)`.
-fn for_each_pixel(g: &Geom, gs: &Geom, c: usize, mut f: impl FnMut(usize, usize, usize)) {
+/// Visits the rows of phase-form channel `c` of `gs`:
+/// `f(original channel, phase-plane row, input row, columns)`, where phase-plane
+/// column `j` in `columns` reads input column `sw * j + first`, `first` being the third
+/// element of `columns`.
+fn for_each_row(g: &Geom, gs: &Geom, c: usize, mut f: impl FnMut(usize, usize, usize, Columns)) {
     let cig = g.c_in / g.groups;
     let phases = g.sh * g.sw;
     let (gi, r) = (c / (phases * cig), c % (phases * cig));
@@ -42,14 +44,27 @@ fn for_each_pixel(g: &Geom, gs: &Geom, c: usize, mut f: impl FnMut(usize, usize,
     let (a, b) = (phase / g.sw, phase % g.sw);
     let (lo, hi) = valid_range(g.w, g.sw, b, g.pw);
     let hi = hi.min(gs.w);
+    if lo >= hi {
+        return;
+    }
+    let cols = Columns {
+        lo,
+        hi,
+        first: g.sw * lo + b - g.pw,
+    };
     for i in 0..gs.h {
-        let Some(iy) = (g.sh * i + a).checked_sub(g.ph).filter(|&v| v < g.h) else {
-            continue;
-        };
-        for j in lo..hi {
-            f(gi * cig + ci, i * gs.w + j, iy * g.w + g.sw * j + b - g.pw);
+        if let Some(iy) = (g.sh * i + a).checked_sub(g.ph).filter(|&v| v < g.h) {
+            f(gi * cig + ci, i, iy, cols);
         }
     }
+}
+
+/// Phase-plane columns `lo..hi` of a row, reading input columns `first`, `first + sw`, ...
+#[derive(Clone, Copy)]
+struct Columns {
+    lo: usize,
+    hi: usize,
+    first: usize,
 }
 
 /// `x (N, C, H, W)` → phase form `(N, G * sh * sw * C / G, Hs, Ws)`, channels per group
@@ -61,7 +76,15 @@ pub fn input<T: Elem>(g: &Geom, gs: &Geom, x: &[T]) -> Vec<T> {
         .enumerate()
         .for_each(|(idx, dst)| {
             let (b, c) = (idx / gs.c_in, idx % gs.c_in);
-            for_each_pixel(g, gs, c, |ch, d, s| dst[d] = x[(b * g.c_in + ch) * hw + s]);
+            for_each_row(g, gs, c, |ch, i, iy, cols| {
+                let src = &x[(b * g.c_in + ch) * hw + iy * g.w..][..g.w];
+                let row = &mut dst[i * gs.w + cols.lo..i * gs.w + cols.hi];
+                // Runs of `sw` elements, first of each: vectorises better than `step_by`.
+                let runs = src[cols.first..].chunks(g.sw);
+                for (d, run) in row.iter_mut().zip(runs) {
+                    *d = run[0];
+                }
+            });
         });
     out
 }
@@ -78,7 +101,13 @@ pub fn input_grad<T: Elem>(g: &Geom, gs: &Geom, dxs: &[T]) -> Vec<T> {
         .for_each(|(b, dst)| {
             for c in 0..gs.c_in {
                 let src = &dxs[b * per_image + c * plane..][..plane];
-                for_each_pixel(g, gs, c, |ch, s, d| dst[ch * hw + d] = src[s]);
+                for_each_row(g, gs, c, |ch, i, iy, cols| {
+                    let row = &src[i * gs.w + cols.lo..i * gs.w + cols.hi];
+                    let out = &mut dst[ch * hw + iy * g.w..][..g.w];
+                    for (d, s) in out[cols.first..].iter_mut().step_by(g.sw).zip(row) {
+                        *d = *s;
+                    }
+                });
             }
         });
     dx
