@@ -1,8 +1,10 @@
 //! Conv2d speed on the model's shapes: our op (forward, forward + both gradients),
 //! candle's stock op (same), and ONNX Runtime's forward, all in one run; prints ratios.
 //!
-//! ONNX Runtime is loaded at run time from `ORT_DYLIB_PATH` (the `libonnxruntime.so`
-//! of the PyPI `onnxruntime` wheel); without it the ORT column is skipped.
+//! ONNX Runtime is loaded at run time from `ORT_DYLIB_PATH`; without it the ORT column
+//! is skipped. The library comes from the PyPI wheel:
+//! `pip download --no-deps onnxruntime==1.32.0 -d target/ort`, unzip it there, and point
+//! `ORT_DYLIB_PATH` at `target/ort/onnxruntime/capi/libonnxruntime.so.1.32.0`.
 //! `CONV_BENCH_SKIP_STOCK=1` skips candle's slow stock op.
 
 use std::collections::BTreeMap;

@@ -354,6 +354,9 @@ fn bad_geometry_is_an_error() {
     assert!(conv2d(&x, &w, &ConvConfig::square(3, 1, 1)).is_err());
     // zero stride
     assert!(conv2d(&x, &w, &ConvConfig::square(7, 0, 3)).is_err());
+    // no output channels
+    let w = Tensor::zeros((0, 4, 3, 3), DType::F32, &dev).unwrap();
+    assert!(conv2d(&x, &w, &ConvConfig::square(3, 1, 1)).is_err());
 }
 
 #[test]

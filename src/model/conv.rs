@@ -1,8 +1,8 @@
 //! The one convolution type every layer of the model uses.
 //!
 //! Layers build a [`Conv2d`] and call `forward`; which implementation runs behind it is
-//! this module's business: our own im2col + GEMM custom op (forward and both gradients)
-//! for f32/f64 on the CPU, candle's stock op elsewhere.
+//! this module's business: our own GEMM-based custom op (forward and both gradients,
+//! see `cpu`) for f32/f64 on the CPU, candle's stock op elsewhere (CUDA, half types).
 
 mod cpu;
 mod op;
@@ -145,6 +145,13 @@ fn geometry(x: &Tensor, w: &Tensor, cfg: &ConvConfig) -> Result<Geom> {
         bail!(
             "conv2d: weight kernel {:?} differs from config {kernel:?}",
             (kh, kw)
+        );
+    }
+    if [c_in, c_out, h, wd, kh, kw].contains(&0) {
+        bail!(
+            "conv2d: empty input {:?} or weight {:?}",
+            x.dims(),
+            w.dims()
         );
     }
     if groups == 0 || sh == 0 || sw == 0 {
