@@ -1,0 +1,685 @@
+//! CPU convolution kernels on contiguous NCHW slices, all GEMMs on the `gemm` crate,
+//! parallel over images (and groups, pixel tiles) with rayon:
+//! - stride 1: implicit GEMM, one accumulating GEMM per kernel tap over the padded input;
+//! - large strided kernels (7x7/2 stems): the same on their phase form (`phases`);
+//! - 1x1 stride 1: one GEMM on the input as it is;
+//! - anything else: im2col tiles sized for L2, then GEMM (col2im for the input gradient).
+//!
+//! The input gradient of a stride-1 convolution is a forward convolution of `dy` with the
+//! flipped, transposed kernel. Every GEMM is laid out so its destination is column-major
+//! with unit row stride, the orientation `gemm`'s micro-kernels prefer.
+
+use gemm::{Parallelism, gemm};
+use rayon::prelude::*;
+
+use super::phases;
+
+/// Floats per im2col tile in the forward and input-gradient passes (fits in L2 with room).
+const TILE_FLOATS: usize = 48 * 1024;
+/// Floats per im2col tile in the weight-gradient pass, whose GEMM depth is the tile width.
+const WGRAD_TILE_FLOATS: usize = 192 * 1024;
+/// Fewer input channels per group than this make per-tap GEMMs too thin: use im2col.
+pub const IMPLICIT_MIN_CHANNELS: usize = 8;
+/// Floats of input plus output rows per implicit-GEMM tile.
+const IMPLICIT_TILE_FLOATS: usize = 256 * 1024;
+/// Tile widths are multiples of this (a multiple of every f32/f64 micro-kernel height).
+const TILE_ALIGN: usize = 48;
+
+/// Element types the kernels run on.
+pub trait Elem: Copy + Send + Sync + 'static + std::ops::AddAssign {
+    /// Additive identity.
+    const ZERO: Self;
+    /// Multiplicative identity.
+    const ONE: Self;
+}
+
+impl Elem for f32 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+}
+
+impl Elem for f64 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+}
+
+/// Full geometry of one convolution call: batch, channels, input size, kernel, stride,
+/// padding (per side) and groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geom {
+    pub n: usize,
+    pub c_in: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c_out: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub ph: usize,
+    pub pw: usize,
+    pub groups: usize,
+}
+
+impl Geom {
+    /// Output height.
+    pub fn ho(&self) -> usize {
+        (self.h + 2 * self.ph - self.kh) / self.sh + 1
+    }
+
+    /// Output width.
+    pub fn wo(&self) -> usize {
+        (self.w + 2 * self.pw - self.kw) / self.sw + 1
+    }
+
+    /// Input channels per group.
+    fn cig(&self) -> usize {
+        self.c_in / self.groups
+    }
+
+    /// Output channels per group.
+    fn cog(&self) -> usize {
+        self.c_out / self.groups
+    }
+
+    /// GEMM depth of the forward pass: one im2col row per (channel, ky, kx).
+    fn k(&self) -> usize {
+        self.cig() * self.kh * self.kw
+    }
+
+    /// Output pixels per channel.
+    fn p(&self) -> usize {
+        self.ho() * self.wo()
+    }
+
+    /// Input pixels per channel.
+    fn hw(&self) -> usize {
+        self.h * self.w
+    }
+
+    /// A 1x1, stride-1, unpadded convolution: the input already is its im2col matrix.
+    fn pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.sh == 1 && self.sw == 1 && self.ph == 0 && self.pw == 0
+    }
+
+    /// Stride 1, a real kernel and enough channels for per-tap GEMMs.
+    fn implicit(&self) -> bool {
+        self.sh == 1 && self.sw == 1 && !self.pointwise() && self.cig() >= IMPLICIT_MIN_CHANNELS
+    }
+
+    /// Tile width for a tile of `floats` im2col elements.
+    fn tile(&self, floats: usize) -> usize {
+        let t = (floats / self.k()).max(TILE_ALIGN) / TILE_ALIGN * TILE_ALIGN;
+        t.min(self.p())
+    }
+
+    /// Work items (image, group, first pixel) covering the output in tiles of `tile`.
+    fn items(&self, tile: usize) -> Vec<(usize, usize, usize)> {
+        let p = self.p();
+        let mut items = Vec::new();
+        for b in 0..self.n {
+            for g in 0..self.groups {
+                items.extend((0..p).step_by(tile).map(|p0| (b, g, p0)));
+            }
+        }
+        items
+    }
+}
+
+/// A raw pointer that rayon tasks may share; each task writes a disjoint region.
+#[derive(Clone, Copy)]
+struct SyncPtr<T>(*mut T);
+
+// SAFETY: the kernels hand each task a disjoint part of the buffer behind the pointer.
+unsafe impl<T> Send for SyncPtr<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for SyncPtr<T> {}
+
+impl<T> SyncPtr<T> {
+    /// The pointer; a method so closures capture the wrapper, not the bare pointer.
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// A run of output pixels on one output row: `ox` in `ox0..ox1`, at tile column `col`.
+#[derive(Clone, Copy)]
+struct Segment {
+    oy: usize,
+    ox0: usize,
+    ox1: usize,
+    col: usize,
+}
+
+/// Splits output pixels `p0..p0 + t` into row segments.
+fn segments(g: &Geom, p0: usize, t: usize) -> Vec<Segment> {
+    let wo = g.wo();
+    let mut segs = Vec::new();
+    let mut p = p0;
+    while p < p0 + t {
+        let (oy, ox0) = (p / wo, p % wo);
+        let ox1 = wo.min(ox0 + p0 + t - p);
+        segs.push(Segment {
+            oy,
+            ox0,
+            ox1,
+            col: p - p0,
+        });
+        p += ox1 - ox0;
+    }
+    segs
+}
+
+/// Output columns `lo..hi` whose input column `ox * s + kx - pad` lies inside `0..size`.
+pub fn valid_range(size: usize, s: usize, kx: usize, pad: usize) -> (usize, usize) {
+    let lo = if pad > kx { (pad - kx).div_ceil(s) } else { 0 };
+    let hi = if size + pad > kx {
+        (size - 1 + pad - kx) / s + 1
+    } else {
+        0
+    };
+    (lo, hi)
+}
+
+/// Visits every (im2col row, segment) pair of a tile with the input row it reads:
+/// `f(row, seg, iy, ox_lo, ox_hi, kx)`, `iy` `None` where the row falls in the padding.
+fn for_each_tap(
+    g: &Geom,
+    segs: &[Segment],
+    mut f: impl FnMut(usize, &Segment, Option<usize>, usize, usize, usize),
+) {
+    let mut row = 0;
+    for _c in 0..g.cig() {
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let (lo, hi) = valid_range(g.w, g.sw, kx, g.pw);
+                for seg in segs {
+                    let iy = (seg.oy * g.sh + ky)
+                        .checked_sub(g.ph)
+                        .filter(|&iy| iy < g.h);
+                    let ox_lo = lo.clamp(seg.ox0, seg.ox1);
+                    let ox_hi = hi.clamp(ox_lo, seg.ox1);
+                    f(row, seg, iy, ox_lo, ox_hi, kx);
+                }
+                row += 1;
+            }
+        }
+    }
+}
+
+/// Fills `col` (K x t, row-major) with the im2col tile of one image's group `x`.
+fn im2col<T: Elem>(g: &Geom, x: &[T], segs: &[Segment], t: usize, col: &mut [T]) {
+    let (hw, khw) = (g.hw(), g.kh * g.kw);
+    for_each_tap(g, segs, |row, seg, iy, ox_lo, ox_hi, kx| {
+        let dst = &mut col[row * t + seg.col..row * t + seg.col + seg.ox1 - seg.ox0];
+        let Some(iy) = iy else {
+            dst.fill(T::ZERO);
+            return;
+        };
+        let plane = &x[(row / khw) * hw + iy * g.w..][..g.w];
+        let (a, b) = (ox_lo - seg.ox0, ox_hi - seg.ox0);
+        dst[..a].fill(T::ZERO);
+        dst[b..].fill(T::ZERO);
+        if a < b {
+            let ix0 = ox_lo * g.sw + kx - g.pw;
+            if g.sw == 1 {
+                dst[a..b].copy_from_slice(&plane[ix0..ix0 + b - a]);
+            } else {
+                for (d, s) in dst[a..b].iter_mut().zip(plane[ix0..].iter().step_by(g.sw)) {
+                    *d = *s;
+                }
+            }
+        }
+    });
+}
+
+/// Adds the im2col-shaped tile `col` back into one image's group gradient `dx`.
+fn col2im<T: Elem>(g: &Geom, col: &[T], segs: &[Segment], t: usize, dx: &mut [T]) {
+    let (hw, khw) = (g.hw(), g.kh * g.kw);
+    for_each_tap(g, segs, |row, seg, iy, ox_lo, ox_hi, kx| {
+        let Some(iy) = iy else { return };
+        if ox_lo >= ox_hi {
+            return;
+        }
+        let src = &col[row * t + seg.col + ox_lo - seg.ox0..][..ox_hi - ox_lo];
+        let plane = &mut dx[(row / khw) * hw + iy * g.w..][..g.w];
+        let ix0 = ox_lo * g.sw + kx - g.pw;
+        for (d, s) in plane[ix0..].iter_mut().step_by(g.sw).zip(src) {
+            *d += *s;
+        }
+    });
+}
+
+/// `dst (m x n) = [dst +] lhs (m x k) * rhs (k x n)`, strides as (column, row).
+#[allow(clippy::too_many_arguments)]
+unsafe fn mm<T: Elem>(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut T,
+    (dst_cs, dst_rs): (usize, usize),
+    accumulate: bool,
+    lhs: *const T,
+    (lhs_cs, lhs_rs): (usize, usize),
+    rhs: *const T,
+    (rhs_cs, rhs_rs): (usize, usize),
+    parallelism: Parallelism,
+) {
+    // SAFETY: the caller guarantees every index the strides reach is in bounds.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst,
+            dst_cs as isize,
+            dst_rs as isize,
+            accumulate,
+            lhs,
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs,
+            rhs_cs as isize,
+            rhs_rs as isize,
+            T::ONE,
+            T::ONE,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
+/// Forward convolution: `x (N, C_in, H, W)`, `w (C_out, C_in / G, kh, kw)` → `(N, C_out, Ho, Wo)`.
+pub fn forward<T: Elem>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
+    if g.implicit() {
+        forward_implicit(g, x, w)
+    } else if let Some(gs) = phases::geometry(g) {
+        forward_implicit(&gs, &phases::input(g, &gs, x), &phases::weight(g, &gs, w))
+    } else {
+        forward_im2col(g, x, w)
+    }
+}
+
+/// Stride-1 forward as one accumulating GEMM per kernel tap over the zero-padded input
+/// ("implicit GEMM", no im2col): on the padded row pitch, tap (ky, kx) is the input
+/// shifted by `ky * Wp + kx`. Outputs land on that pitch; the valid columns are copied out.
+fn forward_implicit<T: Elem>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
+    let (p, k, hw, cig, cog) = (g.p(), g.k(), g.hw(), g.cig(), g.cog());
+    let (hp, wp, ho, wo) = (g.h + 2 * g.ph, g.w + 2 * g.pw, g.ho(), g.wo());
+    let (khw, grid) = (g.kh * g.kw, ho * wp);
+    // Output positions on the padded pitch up to the last valid one.
+    let q_len = (ho - 1) * wp + wo;
+    let tile = implicit_tile(cig, cog);
+    let threads = rayon::current_num_threads();
+    let outer = g.n * g.groups >= threads;
+    let inner = if outer {
+        Parallelism::None
+    } else {
+        Parallelism::Rayon(threads)
+    };
+    let run = |(xp, yg): &mut (Vec<T>, Vec<T>), i: usize, yi: &mut [T]| {
+        let (b, gi) = (i / g.groups, i % g.groups);
+        let xg = &x[(b * g.c_in + gi * cig) * hw..][..cig * hw];
+        let xs = repitched(xg, (g.h, g.w), xp, (hp, wp), (g.ph, g.pw));
+        yg.resize(cog * grid, T::ZERO);
+        for q0 in (0..q_len).step_by(tile) {
+            let t = tile.min(q_len - q0);
+            for tap in 0..khw {
+                let shift = (tap / g.kw) * wp + tap % g.kw;
+                // SAFETY: rows q0..q0 + t of the cog x grid output; input rows reach at most
+                // index cig * hp * wp - 1 (the last tap of the last valid output); weight
+                // (ci, co) of this tap sits at ci * khw + co * k inside this group's block.
+                unsafe {
+                    mm(
+                        (t, cog, cig),
+                        yg[q0..].as_mut_ptr(),
+                        (grid, 1),
+                        tap > 0,
+                        xs[shift + q0..].as_ptr(),
+                        (hp * wp, 1),
+                        w[gi * cog * k + tap..].as_ptr(),
+                        (k, khw),
+                        inner,
+                    )
+                };
+            }
+        }
+        for (dst, src) in yi.chunks_mut(p).zip(yg.chunks(grid)) {
+            for (d, s) in dst.chunks_mut(wo).zip(src.chunks(wp)) {
+                d.copy_from_slice(&s[..wo]);
+            }
+        }
+    };
+    let mut y = vec![T::ZERO; g.n * g.c_out * p];
+    if outer {
+        y.par_chunks_mut(cog * p).enumerate().for_each_init(
+            || (Vec::new(), Vec::new()),
+            |bufs, (i, yi)| run(bufs, i, yi),
+        );
+    } else {
+        let mut bufs = (Vec::new(), Vec::new());
+        for (i, yi) in y.chunks_mut(cog * p).enumerate() {
+            run(&mut bufs, i, yi);
+        }
+    }
+    y
+}
+
+/// Output positions per implicit-GEMM tile: input and output rows of a tile share L2,
+/// and each tap's weights (repacked by `gemm` per call) serve many rows.
+fn implicit_tile(cig: usize, cog: usize) -> usize {
+    (IMPLICIT_TILE_FLOATS / (cig + cog)).max(TILE_ALIGN) / TILE_ALIGN * TILE_ALIGN
+}
+
+/// Copies planes of `rows x cols` into zeroed planes of `(rows_to, pitch)` at offset
+/// `(top, left)`: zero padding, or a wider row pitch.
+fn repitch<T: Elem>(
+    src: &[T],
+    (rows, cols): (usize, usize),
+    dst: &mut Vec<T>,
+    (rows_to, pitch): (usize, usize),
+    (top, left): (usize, usize),
+) {
+    let planes = src.len() / (rows * cols);
+    dst.clear();
+    dst.resize(planes * rows_to * pitch, T::ZERO);
+    for (s, d) in src.chunks(rows * cols).zip(dst.chunks_mut(rows_to * pitch)) {
+        for (row, d) in s.chunks(cols).zip(d[top * pitch..].chunks_mut(pitch)) {
+            d[left..left + cols].copy_from_slice(row);
+        }
+    }
+}
+
+/// `src` with the row pitch and padding asked for: itself where they change nothing,
+/// else a copy made in `buf`.
+fn repitched<'a, T: Elem>(
+    src: &'a [T],
+    dims: (usize, usize),
+    buf: &'a mut Vec<T>,
+    to: (usize, usize),
+    offset: (usize, usize),
+) -> &'a [T] {
+    if dims == to && offset == (0, 0) {
+        src
+    } else {
+        repitch(src, dims, buf, to, offset);
+        buf
+    }
+}
+
+/// Forward convolution through explicit im2col tiles.
+fn forward_im2col<T: Elem>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
+    let (p, k, hw, cig, cog) = (g.p(), g.k(), g.hw(), g.cig(), g.cog());
+    let mut y = vec![T::ZERO; g.n * g.c_out * p];
+    let tile = g.tile(TILE_FLOATS);
+    let yp = SyncPtr(y.as_mut_ptr());
+    g.items(tile)
+        .into_par_iter()
+        .for_each_init(Vec::new, |col: &mut Vec<T>, (b, gi, p0)| {
+            let t = tile.min(p - p0);
+            let xg = &x[(b * g.c_in + gi * cig) * hw..][..cig * hw];
+            let (lhs, lhs_cs) = if g.pointwise() {
+                (xg[p0..].as_ptr(), hw)
+            } else {
+                col.resize(k * t, T::ZERO);
+                im2col(g, xg, &segments(g, p0, t), t, col);
+                (col.as_ptr(), t)
+            };
+            // SAFETY: the destination block (cog rows of p, columns p0..p0 + t) belongs to
+            // this item alone; lhs and rhs strides stay inside xg/col and w.
+            unsafe {
+                mm(
+                    (t, cog, k),
+                    yp.get().add((b * g.c_out + gi * cog) * p + p0),
+                    (p, 1),
+                    false,
+                    lhs,
+                    (lhs_cs, 1),
+                    w[gi * cog * k..].as_ptr(),
+                    (k, 1),
+                    Parallelism::None,
+                )
+            }
+        });
+    y
+}
+
+/// Input gradient: `dy (N, C_out, Ho, Wo)`, `w` → `dx (N, C_in, H, W)`.
+pub fn backward_input<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
+    if let Some(gt) = transposed(g) {
+        forward(&gt, dy, &flip_transpose(g, w))
+    } else if let Some(gs) = phases::geometry(g) {
+        let dxs = backward_input(&gs, dy, &phases::weight(g, &gs, w));
+        phases::input_grad(g, &gs, &dxs)
+    } else {
+        backward_input_col2im(g, dy, w)
+    }
+}
+
+/// The geometry under which a stride-1 convolution's input gradient is a forward
+/// convolution of `dy` ("full" correlation with the flipped, transposed kernel); `None`
+/// for strided convolutions and padding beyond the kernel's reach.
+fn transposed(g: &Geom) -> Option<Geom> {
+    (g.sh == 1 && g.sw == 1 && g.ph < g.kh && g.pw < g.kw).then(|| Geom {
+        n: g.n,
+        c_in: g.c_out,
+        h: g.ho(),
+        w: g.wo(),
+        c_out: g.c_in,
+        kh: g.kh,
+        kw: g.kw,
+        sh: 1,
+        sw: 1,
+        ph: g.kh - 1 - g.ph,
+        pw: g.kw - 1 - g.pw,
+        groups: g.groups,
+    })
+}
+
+/// `w (C_out, C_in / G, kh, kw)` → `(C_in, C_out / G, kh, kw)`, per group, kernel rotated 180°.
+fn flip_transpose<T: Elem>(g: &Geom, w: &[T]) -> Vec<T> {
+    let (cig, cog, khw) = (g.cig(), g.cog(), g.kh * g.kw);
+    let mut wt = vec![T::ZERO; w.len()];
+    for gi in 0..g.groups {
+        for co in 0..cog {
+            for ci in 0..cig {
+                let src = &w[((gi * cog + co) * cig + ci) * khw..][..khw];
+                let dst = &mut wt[((gi * cig + ci) * cog + co) * khw..][..khw];
+                for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                    *d = *s;
+                }
+            }
+        }
+    }
+    wt
+}
+
+/// Input gradient of a strided convolution: `W^T dy` per pixel tile, then col2im.
+fn backward_input_col2im<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
+    let (p, k, hw, cig, cog) = (g.p(), g.k(), g.hw(), g.cig(), g.cog());
+    let mut dx = vec![T::ZERO; g.n * g.c_in * hw];
+    let tile = g.tile(TILE_FLOATS);
+    let threads = rayon::current_num_threads();
+    // Tiles of one image overlap in dx, so parallelism is over (image, group), or inside
+    // the GEMM when there are too few of those.
+    let outer = g.n * g.groups >= threads;
+    let inner = if outer {
+        Parallelism::None
+    } else {
+        Parallelism::Rayon(threads)
+    };
+    let run = |col: &mut Vec<T>, (b, gi): (usize, usize), dxg: &mut [T]| {
+        let dyg = &dy[(b * g.c_out + gi * cog) * p..][..cog * p];
+        let wg = &w[gi * cog * k..][..cog * k];
+        for p0 in (0..p).step_by(tile) {
+            let t = tile.min(p - p0);
+            col.resize(k * t, T::ZERO);
+            // SAFETY: col is k x t; dyg columns p0..p0 + t of cog rows; wg is cog x k.
+            unsafe {
+                mm(
+                    (t, k, cog),
+                    col.as_mut_ptr(),
+                    (t, 1),
+                    false,
+                    dyg[p0..].as_ptr(),
+                    (p, 1),
+                    wg.as_ptr(),
+                    (1, k),
+                    inner,
+                )
+            };
+            col2im(g, col, &segments(g, p0, t), t, dxg);
+        }
+    };
+    if outer {
+        dx.par_chunks_mut(cig * hw)
+            .enumerate()
+            .for_each_init(Vec::new, |col, (i, dxg)| {
+                run(col, (i / g.groups, i % g.groups), dxg)
+            });
+    } else {
+        let mut col = Vec::new();
+        for (i, dxg) in dx.chunks_mut(cig * hw).enumerate() {
+            run(&mut col, (i / g.groups, i % g.groups), dxg);
+        }
+    }
+    dx
+}
+
+/// Weight gradient: `x`, `dy` → `dw (C_out, C_in / G, kh, kw)`, as the sum over images of
+/// `dy col^T`; each thread sums its share of tiles, then the partial sums are added.
+pub fn backward_weight<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
+    // 1x1 included: its implicit form is one GEMM per image in the fast orientation.
+    if g.sh == 1 && g.sw == 1 && g.cig() >= IMPLICIT_MIN_CHANNELS {
+        return backward_weight_implicit(g, x, dy);
+    }
+    if let Some(gs) = phases::geometry(g) {
+        let dws = backward_weight_implicit(&gs, &phases::input(g, &gs, x), dy);
+        return phases::weight_grad(g, &gs, &dws);
+    }
+    let (p, k, hw, cig, cog) = (g.p(), g.k(), g.hw(), g.cig(), g.cog());
+    let tile = if g.pointwise() {
+        p
+    } else {
+        g.tile(WGRAD_TILE_FLOATS)
+    };
+    let items = g.items(tile);
+    let parts = rayon::current_num_threads().min(items.len()).max(1);
+    let per_part = items.len().div_ceil(parts);
+    let partials: Vec<Vec<T>> = items
+        .par_chunks(per_part)
+        .map(|chunk| {
+            let mut dw = vec![T::ZERO; g.c_out * k];
+            let mut col = Vec::new();
+            for &(b, gi, p0) in chunk {
+                let t = tile.min(p - p0);
+                let xg = &x[(b * g.c_in + gi * cig) * hw..][..cig * hw];
+                let (lhs, lhs_rs) = if g.pointwise() {
+                    (xg[p0..].as_ptr(), hw)
+                } else {
+                    col.resize(k * t, T::ZERO);
+                    im2col(g, xg, &segments(g, p0, t), t, &mut col);
+                    (col.as_ptr(), t)
+                };
+                // SAFETY: dw block is cog x k of this group; lhs is k x t (row stride
+                // lhs_rs); dy rows of this image and group, columns p0..p0 + t.
+                unsafe {
+                    mm(
+                        (k, cog, t),
+                        dw[gi * cog * k..].as_mut_ptr(),
+                        (k, 1),
+                        true,
+                        lhs,
+                        (1, lhs_rs),
+                        dy[(b * g.c_out + gi * cog) * p + p0..].as_ptr(),
+                        (p, 1),
+                        Parallelism::None,
+                    )
+                };
+            }
+            dw
+        })
+        .collect();
+    let mut parts = partials.into_iter();
+    let mut dw = parts.next().unwrap_or_else(|| vec![T::ZERO; g.c_out * k]);
+    for part in parts {
+        for (a, b) in dw.iter_mut().zip(part) {
+            *a += b;
+        }
+    }
+    dw
+}
+
+/// Stride-1 weight gradient as one accumulating GEMM per kernel tap (see
+/// [`forward_implicit`]): `dy` on the padded row pitch times the shifted padded input.
+fn backward_weight_implicit<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
+    let (p, k, hw, cig, cog) = (g.p(), g.k(), g.hw(), g.cig(), g.cog());
+    let (hp, wp, ho, wo) = (g.h + 2 * g.ph, g.w + 2 * g.pw, g.ho(), g.wo());
+    let (khw, grid) = (g.kh * g.kw, ho * wp);
+    let q_len = (ho - 1) * wp + wo;
+    let tile = implicit_tile(cig, cog);
+    let items = g.n * g.groups;
+    let threads = rayon::current_num_threads();
+    let parts = threads.min(items);
+    let inner = if parts == threads {
+        Parallelism::None
+    } else {
+        Parallelism::Rayon(threads)
+    };
+    // Accumulators per group as (tap, ci, co): column-major (co, ci) blocks for the GEMM.
+    let partials: Vec<Vec<T>> = (0..parts)
+        .into_par_iter()
+        .map(|part| {
+            let mut acc = vec![T::ZERO; g.c_out * k];
+            let (mut xp, mut dyp) = (Vec::new(), Vec::new());
+            for i in (part..items).step_by(parts) {
+                let (b, gi) = (i / g.groups, i % g.groups);
+                let xg = &x[(b * g.c_in + gi * cig) * hw..][..cig * hw];
+                let dyg = &dy[(b * g.c_out + gi * cog) * p..][..cog * p];
+                let xs = repitched(xg, (g.h, g.w), &mut xp, (hp, wp), (g.ph, g.pw));
+                let dys = repitched(dyg, (ho, wo), &mut dyp, (ho, wp), (0, 0));
+                let accg = &mut acc[gi * cog * k..][..cog * k];
+                for q0 in (0..q_len).step_by(tile) {
+                    let t = tile.min(q_len - q0);
+                    for tap in 0..khw {
+                        let shift = (tap / g.kw) * wp + tap % g.kw;
+                        // SAFETY: accg block of this tap is cog x cig column-major; dyp rows
+                        // are cog x grid, columns q0..q0 + t; xp reads stay below
+                        // cig * hp * wp as in the forward.
+                        unsafe {
+                            mm(
+                                (cog, cig, t),
+                                accg[tap * cig * cog..].as_mut_ptr(),
+                                (cog, 1),
+                                true,
+                                dys[q0..].as_ptr(),
+                                (1, grid),
+                                xs[shift + q0..].as_ptr(),
+                                (hp * wp, 1),
+                                inner,
+                            )
+                        };
+                    }
+                }
+            }
+            acc
+        })
+        .collect();
+    let mut dw = vec![T::ZERO; g.c_out * k];
+    for acc in partials {
+        for gi in 0..g.groups {
+            let (src, dst) = (
+                &acc[gi * cog * k..][..cog * k],
+                &mut dw[gi * cog * k..][..cog * k],
+            );
+            for (tap, block) in src.chunks(cig * cog).enumerate() {
+                for (ci, col) in block.chunks(cog).enumerate() {
+                    for (co, v) in col.iter().enumerate() {
+                        dst[co * k + ci * khw + tap] += *v;
+                    }
+                }
+            }
+        }
+    }
+    dw
+}

@@ -1,0 +1,147 @@
+//! Space-to-depth ("phase") form of a strided convolution: stride (sh, sw) over x equals
+//! stride 1 over the sh * sw phase-subsampled copies of the padded input stacked as
+//! channels, with a kernel of ceil(kh / sh) x ceil(kw / sw) (zero where a phase has no
+//! tap). Large strided kernels (the 7x7/2 stems) then run as implicit GEMMs, no im2col.
+
+use rayon::prelude::*;
+
+use super::cpu::{Elem, Geom, IMPLICIT_MIN_CHANNELS, valid_range};
+
+/// At most this many percent more multiply-adds than the strided kernel (zero taps).
+const MAX_OVERHEAD_PERCENT: usize = 35;
+
+/// The stride-1 geometry of `g`'s phase form, where it pays.
+pub fn geometry(g: &Geom) -> Option<Geom> {
+    let (ku, kv) = (g.kh.div_ceil(g.sh), g.kw.div_ceil(g.sw));
+    let phases = g.sh * g.sw;
+    let cheap = 100 * phases * ku * kv <= (100 + MAX_OVERHEAD_PERCENT) * g.kh * g.kw;
+    let wide = g.c_in / g.groups * phases >= IMPLICIT_MIN_CHANNELS;
+    (phases > 1 && cheap && wide).then(|| Geom {
+        n: g.n,
+        c_in: g.c_in * phases,
+        h: g.ho() + ku - 1,
+        w: g.wo() + kv - 1,
+        c_out: g.c_out,
+        kh: ku,
+        kw: kv,
+        sh: 1,
+        sw: 1,
+        ph: 0,
+        pw: 0,
+        groups: g.groups,
+    })
+}
+
+/// Visits the rows of phase-form channel `c` of `gs`:
+/// `f(original channel, phase-plane row, input row, columns)`, where phase-plane
+/// column `j` in `columns` reads input column `sw * j + first`, `first` being the third
+/// element of `columns`.
+fn for_each_row(g: &Geom, gs: &Geom, c: usize, mut f: impl FnMut(usize, usize, usize, Columns)) {
+    let cig = g.c_in / g.groups;
+    let phases = g.sh * g.sw;
+    let (gi, r) = (c / (phases * cig), c % (phases * cig));
+    let (phase, ci) = (r / cig, r % cig);
+    let (a, b) = (phase / g.sw, phase % g.sw);
+    let (lo, hi) = valid_range(g.w, g.sw, b, g.pw);
+    let hi = hi.min(gs.w);
+    if lo >= hi {
+        return;
+    }
+    let cols = Columns {
+        lo,
+        hi,
+        first: g.sw * lo + b - g.pw,
+    };
+    for i in 0..gs.h {
+        if let Some(iy) = (g.sh * i + a).checked_sub(g.ph).filter(|&v| v < g.h) {
+            f(gi * cig + ci, i, iy, cols);
+        }
+    }
+}
+
+/// Phase-plane columns `lo..hi` of a row, reading input columns `first`, `first + sw`, ...
+#[derive(Clone, Copy)]
+struct Columns {
+    lo: usize,
+    hi: usize,
+    first: usize,
+}
+
+/// `x (N, C, H, W)` → phase form `(N, G * sh * sw * C / G, Hs, Ws)`, channels per group
+/// ordered (phase, channel).
+pub fn input<T: Elem>(g: &Geom, gs: &Geom, x: &[T]) -> Vec<T> {
+    let (hw, plane) = (g.h * g.w, gs.h * gs.w);
+    let mut out = vec![T::ZERO; gs.n * gs.c_in * plane];
+    out.par_chunks_mut(plane)
+        .enumerate()
+        .for_each(|(idx, dst)| {
+            let (b, c) = (idx / gs.c_in, idx % gs.c_in);
+            for_each_row(g, gs, c, |ch, i, iy, cols| {
+                let src = &x[(b * g.c_in + ch) * hw + iy * g.w..][..g.w];
+                let row = &mut dst[i * gs.w + cols.lo..i * gs.w + cols.hi];
+                // Runs of `sw` elements, first of each: vectorises better than `step_by`.
+                let runs = src[cols.first..].chunks(g.sw);
+                for (d, run) in row.iter_mut().zip(runs) {
+                    *d = run[0];
+                }
+            });
+        });
+    out
+}
+
+/// Adjoint of [`input`]: the phase-form gradient back onto `(N, C, H, W)`. Every input
+/// pixel sits in one phase plane at most, so this is a gather; pixels no output reads
+/// get zero.
+pub fn input_grad<T: Elem>(g: &Geom, gs: &Geom, dxs: &[T]) -> Vec<T> {
+    let (hw, plane) = (g.h * g.w, gs.h * gs.w);
+    let per_image = gs.c_in * plane;
+    let mut dx = vec![T::ZERO; g.n * g.c_in * hw];
+    dx.par_chunks_mut(g.c_in * hw)
+        .enumerate()
+        .for_each(|(b, dst)| {
+            for c in 0..gs.c_in {
+                let src = &dxs[b * per_image + c * plane..][..plane];
+                for_each_row(g, gs, c, |ch, i, iy, cols| {
+                    let row = &src[i * gs.w + cols.lo..i * gs.w + cols.hi];
+                    let out = &mut dst[ch * hw + iy * g.w..][..g.w];
+                    for (d, s) in out[cols.first..].iter_mut().step_by(g.sw).zip(row) {
+                        *d = *s;
+                    }
+                });
+            }
+        });
+    dx
+}
+
+/// Weight index pairs (original, phase form) of every real tap: `f(w_idx, ws_idx)`.
+fn for_each_tap(g: &Geom, gs: &Geom, mut f: impl FnMut(usize, usize)) {
+    let cig = g.c_in / g.groups;
+    let (cis, ku, kv) = (gs.c_in / gs.groups, gs.kh, gs.kw);
+    for co in 0..g.c_out {
+        for ci in 0..cig {
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    let phase = (ky % g.sh) * g.sw + kx % g.sw;
+                    let (u, v) = (ky / g.sh, kx / g.sw);
+                    let w_idx = ((co * cig + ci) * g.kh + ky) * g.kw + kx;
+                    let s_idx = ((co * cis + phase * cig + ci) * ku + u) * kv + v;
+                    f(w_idx, s_idx);
+                }
+            }
+        }
+    }
+}
+
+/// `w (C_out, C / G, kh, kw)` → phase-form kernel `(C_out, sh * sw * C / G, ku, kv)`.
+pub fn weight<T: Elem>(g: &Geom, gs: &Geom, w: &[T]) -> Vec<T> {
+    let mut ws = vec![T::ZERO; gs.c_out * gs.c_in / gs.groups * gs.kh * gs.kw];
+    for_each_tap(g, gs, |wi, si| ws[si] = w[wi]);
+    ws
+}
+
+/// Phase-form kernel gradient → gradient of the original kernel (zero taps dropped).
+pub fn weight_grad<T: Elem>(g: &Geom, gs: &Geom, dws: &[T]) -> Vec<T> {
+    let mut dw = vec![T::ZERO; g.c_out * g.c_in / g.groups * g.kh * g.kw];
+    for_each_tap(g, gs, |wi, si| dw[wi] = dws[si]);
+    dw
+}
