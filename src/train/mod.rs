@@ -1,1 +1,3 @@
 //! Training: datasets, MotionShapes synthesis, reversible backpropagation.
+
+pub mod revprop;
