@@ -4,9 +4,12 @@
 //! TV-L1 optical flow, [`model`] is the two-stream network, [`train`] learns its
 //! weights with reversible backpropagation, and [`server`] serves it over HTTP.
 
+pub mod backend;
 pub mod error;
 pub mod flow;
 pub mod model;
+pub mod pipeline;
+pub mod server;
 pub mod train;
 pub mod video;
 

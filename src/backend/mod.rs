@@ -1,0 +1,19 @@
+//! Inference engines behind one small trait; each runs on its own thread.
+
+pub mod candle;
+pub mod device;
+
+use candle_core::Tensor;
+
+/// A loaded model that turns batches of inputs into class probabilities.
+pub trait Backend: Send {
+    /// The engine's name (`candle`).
+    fn name(&self) -> &'static str;
+    /// The device it runs on (`cpu`, `cuda:0`).
+    fn device(&self) -> String;
+    /// The most samples one call to [`Backend::predict`] should get.
+    fn max_batch(&self) -> usize;
+    /// Fused class probabilities, one row per sample, for `rgb` (B, T, 3, H, W) and
+    /// `flow` (B, T, 2L, H, W) on the CPU.
+    fn predict(&mut self, rgb: &Tensor, flow: &Tensor) -> crate::Result<Vec<Vec<f32>>>;
+}

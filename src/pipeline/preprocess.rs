@@ -1,0 +1,312 @@
+//! From a decoded video to the model's two inputs: RGB frames and stacked TV-L1 flow,
+//! sampled at evenly spread positions.
+
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use rayon::prelude::*;
+
+use super::{Cancel, PipelineError};
+use crate::flow::{self, GrayImage, Tvl1Params};
+use crate::video::{Clip, Resize, RgbFrame, Sampling, Video, VideoInfo};
+
+/// How a model wants its inputs prepared.
+#[derive(Debug, Clone)]
+pub struct Preprocessing {
+    /// Time positions per sample (T).
+    pub frames: usize,
+    /// Flow fields stacked per position (L).
+    pub flow_stack: usize,
+    /// Side of the square crop fed to the model.
+    pub size: u32,
+    /// Shorter side after resizing, before the centre crop.
+    pub short_side: u32,
+    /// RGB mean per channel, on the 0..1 scale.
+    pub mean: [f32; 3],
+    /// RGB standard deviation per channel, on the 0..1 scale.
+    pub std: [f32; 3],
+    /// Flow is clipped to ±bound pixels, quantised to 8 bits and scaled to -1..1.
+    pub flow_bound: f32,
+    /// TV-L1 settings.
+    pub tvl1: Tvl1Params,
+}
+
+/// One request's model inputs, with what it cost to make them.
+#[derive(Debug)]
+pub struct Prepared {
+    /// (S, T, 3, H, W), normalised.
+    pub rgb: Tensor,
+    /// (S, T, 2L, H, W), scaled to -1..1.
+    pub flow: Tensor,
+    /// Frames decoded.
+    pub frames_decoded: u64,
+    /// Milliseconds decoding and resizing.
+    pub decode_ms: f64,
+    /// Milliseconds of optical flow.
+    pub flow_ms: f64,
+}
+
+/// `count` clip starts spread evenly over frames `[first, end)`, each clip of
+/// `clip_len` frames centred in its share of the range (the trainer's evaluation
+/// positions, `train::batch::positions`, follow the same rule).
+pub fn clip_starts(first: u64, end: u64, count: usize, clip_len: usize) -> Vec<u64> {
+    let end = end.max(first + 1);
+    let share = (end - first) as f64 / count.max(1) as f64;
+    (0..count)
+        .map(|i| {
+            let centre = first as f64 + (i as f64 + 0.5) * share;
+            let start = (centre - clip_len as f64 / 2.0).max(first as f64).floor() as u64;
+            // Keep whole clips inside the range when it is long enough.
+            start.min(end.saturating_sub(clip_len as u64).max(first))
+        })
+        .collect()
+}
+
+/// Frame range `[first, end)` covering seconds `[start_s, end_s)` of a video.
+pub fn frame_range(info: &VideoInfo, start_s: f64, end_s: f64) -> (u64, u64) {
+    let to_frame = |s: f64| ((s * info.fps).round().max(0.0) as u64).min(info.frames);
+    let first = to_frame(start_s).min(info.frames.saturating_sub(1));
+    (first, to_frame(end_s).max(first + 1))
+}
+
+/// Samples `segments` x T positions over frames `[range.0, range.1)` of `video` and builds
+/// the model's inputs; checks `cancel` between flow fields.
+pub fn prepare(
+    video: &mut Video,
+    pre: &Preprocessing,
+    range: (u64, u64),
+    segments: usize,
+    cancel: &Cancel,
+) -> Result<Prepared, PipelineError> {
+    let (t, l) = (pre.frames, pre.flow_stack);
+    let started = Instant::now();
+    let decode_span = tracing::debug_span!("decode", positions = segments * t).entered();
+    let sampling = Sampling::Starts {
+        starts: clip_starts(range.0, range.1, segments * t, l + 1),
+        clip_len: l + 1,
+        stride: 1,
+    };
+    let resize = Resize {
+        short_side: pre.short_side,
+        crop: Some((pre.size, pre.size)),
+    };
+    let clips = video
+        .sample(&sampling, &resize)
+        .map_err(crate::Error::from)?;
+    let decode_ms = started.elapsed().as_secs_f64() * 1e3;
+    let frames_decoded = clips.iter().map(|c| c.frames.len() as u64).sum();
+    drop(decode_span);
+
+    let side = pre.size as usize;
+    let mut rgb = Vec::with_capacity(clips.len() * 3 * side * side);
+    for clip in &clips {
+        push_rgb(&mut rgb, first_frame(clip, l)?, side, pre)?;
+    }
+
+    let started = Instant::now();
+    let flow_span = tracing::debug_span!("flow", fields = clips.len() * l).entered();
+    let stacks = clips
+        .par_iter()
+        .map(|clip| flow_stack(clip, side, pre, cancel))
+        .collect::<Result<Vec<_>, _>>()?;
+    let flow_ms = started.elapsed().as_secs_f64() * 1e3;
+    drop(flow_span);
+    tracing::debug!(decode_ms, flow_ms, frames_decoded, "inputs ready");
+
+    let (h, w) = (side, side);
+    let rgb =
+        Tensor::from_vec(rgb, (segments, t, 3, h, w), &Device::Cpu).map_err(crate::Error::from)?;
+    let flow = Tensor::from_vec(stacks.concat(), (segments, t, 2 * l, h, w), &Device::Cpu)
+        .map_err(crate::Error::from)?;
+    Ok(Prepared {
+        rgb,
+        flow,
+        frames_decoded,
+        decode_ms,
+        flow_ms,
+    })
+}
+
+/// The clip's first frame, after checking the clip has the L + 1 frames asked for.
+fn first_frame(clip: &Clip, l: usize) -> Result<&RgbFrame, PipelineError> {
+    if clip.frames.len() != l + 1 {
+        return Err(internal(format!(
+            "a clip has {} frames, not {}",
+            clip.frames.len(),
+            l + 1
+        )));
+    }
+    Ok(&clip.frames[0])
+}
+
+fn check_size(frame: &RgbFrame, side: usize) -> Result<(), PipelineError> {
+    if frame.width as usize != side
+        || frame.height as usize != side
+        || frame.data.len() != side * side * 3
+    {
+        return Err(internal(format!(
+            "a frame is {}x{} ({} bytes), not {side}x{side}",
+            frame.width,
+            frame.height,
+            frame.data.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Appends one frame as three normalised planes (channel-first).
+fn push_rgb(
+    out: &mut Vec<f32>,
+    frame: &RgbFrame,
+    side: usize,
+    pre: &Preprocessing,
+) -> Result<(), PipelineError> {
+    check_size(frame, side)?;
+    for c in 0..3 {
+        let (mean, std) = (pre.mean[c], pre.std[c]);
+        out.extend(
+            frame
+                .data
+                .iter()
+                .skip(c)
+                .step_by(3)
+                .map(|&v| (v as f32 / 255.0 - mean) / std),
+        );
+    }
+    Ok(())
+}
+
+/// The clip's L flow fields as 2L planes (u0, v0, u1, v1, ...), clipped and scaled to -1..1.
+fn flow_stack(
+    clip: &Clip,
+    side: usize,
+    pre: &Preprocessing,
+    cancel: &Cancel,
+) -> Result<Vec<f32>, PipelineError> {
+    let grays = clip
+        .frames
+        .iter()
+        .map(|f| {
+            check_size(f, side)?;
+            Ok(GrayImage::from_rgb(&f.data, side, side))
+        })
+        .collect::<Result<Vec<_>, PipelineError>>()?;
+    let bound = pre.flow_bound;
+    let mut planes = Vec::with_capacity(2 * pre.flow_stack * side * side);
+    for pair in grays.windows(2) {
+        if cancel.is_cancelled() {
+            return Err(PipelineError::Cancelled);
+        }
+        let field = flow::tvl1(&pair[0], &pair[1], &pre.tvl1);
+        // Through the same 8-bit quantisation as the trainer's flow cache, so the model
+        // sees the values it was trained on.
+        let (u, v) = flow::encode::quantize(&field, bound);
+        for plane in [u, v] {
+            planes.extend(plane.iter().map(|&q| q as f32 * (2.0 / 255.0) - 1.0));
+        }
+    }
+    Ok(planes)
+}
+
+fn internal(message: String) -> PipelineError {
+    PipelineError::Failed(crate::Error::Model(message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::Preset;
+    use crate::video::Limits;
+
+    fn ffmpeg_video(source: &str) -> Video {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.mp4");
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i", source])
+            .args(["-c:v", "libx264", "-pix_fmt", "yuv420p"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        Video::from_bytes(std::fs::read(&path).unwrap(), &Limits::default()).unwrap()
+    }
+
+    fn tiny() -> Preprocessing {
+        Preprocessing {
+            frames: 3,
+            flow_stack: 2,
+            size: 32,
+            short_side: 32,
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+            flow_bound: 20.0,
+            tvl1: Preset::Fast.params(),
+        }
+    }
+
+    #[test]
+    fn a_still_red_video_gives_red_frames_and_no_motion() {
+        let pre = tiny();
+        let mut video = ffmpeg_video("color=c=red:size=64x48:rate=10:duration=1");
+        let frames = video.info().frames;
+        let p = prepare(&mut video, &pre, (0, frames), 2, &Cancel::default()).unwrap();
+        assert_eq!(p.rgb.dims(), &[2, 3, 3, 32, 32]);
+        assert_eq!(p.flow.dims(), &[2, 3, 4, 32, 32]);
+        assert_eq!(p.frames_decoded, 2 * 3 * 3);
+        // Red through yuv420p comes back within a few levels of (255, 0, 0).
+        let rgb = p
+            .rgb
+            .mean_keepdim(3)
+            .unwrap()
+            .mean_keepdim(4)
+            .unwrap()
+            .flatten_all()
+            .unwrap();
+        let rgb: Vec<f32> = rgb.to_vec1().unwrap();
+        for (i, value) in rgb.iter().enumerate() {
+            let c = i % 3;
+            let expected = ([1.0, 0.0, 0.0][c] - pre.mean[c]) / pre.std[c];
+            assert!(
+                (value - expected).abs() < 0.1,
+                "channel {c}: {value} vs {expected}"
+            );
+        }
+        // No motion: every flow value is the quantised zero, within one level of 0.
+        let flow: Vec<f32> = p.flow.flatten_all().unwrap().to_vec1().unwrap();
+        assert!(
+            flow.iter().all(|v| v.abs() <= 2.0 / 255.0 + 1e-6),
+            "still video has flow"
+        );
+    }
+
+    #[test]
+    fn a_moving_pattern_gives_motion_and_cancel_stops_the_work() {
+        let pre = tiny();
+        let mut video = ffmpeg_video("testsrc2=size=64x64:rate=10:duration=2");
+        let frames = video.info().frames;
+        let p = prepare(&mut video, &pre, (0, frames), 1, &Cancel::default()).unwrap();
+        let flow: Vec<f32> = p.flow.flatten_all().unwrap().to_vec1().unwrap();
+        assert!(flow.iter().all(|v| (-1.0..=1.0).contains(v)));
+        let moving = flow.iter().filter(|v| v.abs() > 0.05).count();
+        assert!(
+            moving > flow.len() / 100,
+            "only {moving} of {} flow values move",
+            flow.len()
+        );
+        let cancel = Cancel::default();
+        cancel.cancel();
+        let err = prepare(&mut video, &pre, (0, frames), 1, &cancel).unwrap_err();
+        assert!(matches!(err, PipelineError::Cancelled), "{err}");
+    }
+
+    #[test]
+    fn clip_starts_spread_evenly_and_stay_in_range() {
+        assert_eq!(clip_starts(0, 100, 4, 3), vec![11, 36, 61, 86]);
+        // A range shorter than the count repeats positions rather than leaving it.
+        let starts = clip_starts(10, 12, 5, 3);
+        assert!(starts.iter().all(|&s| (10..12).contains(&s)), "{starts:?}");
+        assert_eq!(clip_starts(0, 0, 2, 3), vec![0, 0]);
+        // The last clip ends at the range's end rather than past it.
+        assert_eq!(clip_starts(0, 8, 2, 5), vec![0, 3]);
+    }
+}

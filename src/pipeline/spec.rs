@@ -1,0 +1,114 @@
+//! A model folder's `config.json`: the architecture, how inputs were prepared in
+//! training (so serving prepares them the same way), and the class labels.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Config;
+
+/// How RGB frames and optical flow are turned into the network's inputs.
+///
+/// RGB: the first frame of each position's clip, `(v / 255 - mean) / std` per channel.
+/// Flow: the L fields between the clip's L + 1 consecutive frames, as planes
+/// u0, v0, u1, v1, ..., each clipped to ±`flow_bound` pixels, quantised to 8 bits
+/// (`flow::encode::quantize`) and mapped to -1..1 (`q * 2 / 255 - 1`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PreprocessingSpec {
+    /// Segments scored and averaged per video by default (each gives one sample of T positions).
+    pub segments: usize,
+    /// Shorter side after resizing, before the centre crop to `input_size`
+    /// (`None`: resize straight to `input_size`).
+    pub short_side: Option<u32>,
+    /// RGB mean per channel, 0..1 scale.
+    pub mean: [f32; 3],
+    /// RGB standard deviation per channel, 0..1 scale.
+    pub std: [f32; 3],
+    /// Flow clip bound in pixels.
+    pub flow_bound: f32,
+}
+
+impl Default for PreprocessingSpec {
+    fn default() -> Self {
+        PreprocessingSpec {
+            segments: 1,
+            short_side: None,
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+            flow_bound: 20.0,
+        }
+    }
+}
+
+/// The content of a model folder's `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// The network.
+    pub architecture: Config,
+    /// Input preparation.
+    #[serde(default)]
+    pub preprocessing: PreprocessingSpec,
+    /// Class labels, by index.
+    pub labels: Vec<String>,
+}
+
+impl ModelSpec {
+    /// Reads and checks `dir/config.json`.
+    pub fn load(dir: &Path) -> crate::Result<ModelSpec> {
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| crate::Error::Model(format!("reading {}: {e}", path.display())))?;
+        let spec: ModelSpec = serde_json::from_str(&text)
+            .map_err(|e| crate::Error::Model(format!("parsing {}: {e}", path.display())))?;
+        spec.validate()
+            .map_err(|e| crate::Error::Model(format!("{}: {e}", path.display())))?;
+        Ok(spec)
+    }
+
+    /// Writes `dir/config.json`.
+    pub fn save(&self, dir: &Path) -> crate::Result<()> {
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| crate::Error::Model(format!("serialising the model spec: {e}")))?;
+        std::fs::write(dir.join("config.json"), text)?;
+        Ok(())
+    }
+
+    /// Checks the parts fit together.
+    pub fn validate(&self) -> Result<(), String> {
+        self.architecture.validate()?;
+        if self.labels.len() != self.architecture.num_classes {
+            return Err(format!(
+                "{} labels for {} classes",
+                self.labels.len(),
+                self.architecture.num_classes
+            ));
+        }
+        let p = &self.preprocessing;
+        if p.segments == 0 || p.flow_bound <= 0.0 || p.std.iter().any(|&s| s <= 0.0) {
+            return Err("segments, flow_bound and std must be positive".to_string());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_mismatched_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = ModelSpec {
+            architecture: Config::tiny(3),
+            preprocessing: PreprocessingSpec::default(),
+            labels: vec!["a".into(), "b".into(), "c".into()],
+        };
+        spec.save(dir.path()).unwrap();
+        assert_eq!(ModelSpec::load(dir.path()).unwrap(), spec);
+        spec.labels.pop();
+        spec.save(dir.path()).unwrap();
+        let err = ModelSpec::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("2 labels for 3 classes"), "{err}");
+    }
+}

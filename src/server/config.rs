@@ -1,0 +1,145 @@
+//! Server settings: every flag is also a `REVSTREAM_*` environment variable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::flow::Preset;
+use crate::video::Limits;
+
+/// Which inference engine runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// candle on the CPU or a CUDA device.
+    Candle,
+}
+
+/// The TV-L1 preset as a command-line value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FlowPreset {
+    /// OpenCV's defaults: best accuracy.
+    Accurate,
+    /// Fewer scales and iterations: several times faster.
+    Fast,
+}
+
+impl From<FlowPreset> for Preset {
+    fn from(p: FlowPreset) -> Preset {
+        match p {
+            FlowPreset::Accurate => Preset::Accurate,
+            FlowPreset::Fast => Preset::Fast,
+        }
+    }
+}
+
+/// Everything the server can be told.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    #[arg(long, env = "REVSTREAM_ADDRESS", default_value = "0.0.0.0")]
+    pub address: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "REVSTREAM_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Model folders to serve (repeat or comma-separate); each is named after its folder,
+    /// the first also answers to `default`.
+    #[arg(
+        long = "model-dir",
+        env = "REVSTREAM_MODEL_DIR",
+        value_delimiter = ',',
+        default_value = "models/default"
+    )]
+    pub model_dirs: Vec<PathBuf>,
+    /// Inference engine.
+    #[arg(long, env = "REVSTREAM_BACKEND", value_enum, default_value = "candle")]
+    pub backend: BackendKind,
+    /// Device for inference: `cpu` or `cuda:N`.
+    #[arg(long, env = "REVSTREAM_DEVICE", default_value = "cpu")]
+    pub device: String,
+    /// Threads decoding video and computing optical flow.
+    #[arg(long, env = "REVSTREAM_WORKERS", default_value_t = default_workers())]
+    pub workers: usize,
+    /// Videos that may wait for a free worker before requests get 429.
+    #[arg(long, env = "REVSTREAM_WORKER_QUEUE", default_value_t = 16)]
+    pub worker_queue: usize,
+    /// Most samples the model runs in one batch.
+    #[arg(long, env = "REVSTREAM_MAX_BATCH", default_value_t = 8)]
+    pub max_batch: usize,
+    /// Longest a request waits for others to fill its batch, in milliseconds.
+    #[arg(long, env = "REVSTREAM_MAX_BATCH_WAIT_MS", default_value_t = 5)]
+    pub max_batch_wait_ms: u64,
+    /// Requests that may wait for the model before requests get 429.
+    #[arg(long, env = "REVSTREAM_BATCH_QUEUE", default_value_t = 64)]
+    pub batch_queue: usize,
+    /// Largest accepted upload, in bytes.
+    #[arg(long, env = "REVSTREAM_MAX_BODY_BYTES", default_value_t = 512 * 1024 * 1024)]
+    pub max_body_bytes: u64,
+    /// Longest accepted video, in seconds.
+    #[arg(long, env = "REVSTREAM_MAX_DURATION_S", default_value_t = 3600.0)]
+    pub max_duration_s: f64,
+    /// Largest accepted frame, in pixels (width x height).
+    #[arg(long, env = "REVSTREAM_MAX_PIXELS", default_value_t = 3840 * 2160)]
+    pub max_pixels: u64,
+    /// Prediction requests handled at once before requests get 429.
+    #[arg(long, env = "REVSTREAM_MAX_CONCURRENT", default_value_t = 32)]
+    pub max_concurrent: usize,
+    /// Longest a prediction request may take, in seconds.
+    #[arg(long, env = "REVSTREAM_REQUEST_TIMEOUT_S", default_value_t = 120.0)]
+    pub request_timeout_s: f64,
+    /// Bearer API key required on /v1 routes; none means open access.
+    #[arg(long, env = "REVSTREAM_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// TV-L1 preset for optical flow.
+    #[arg(
+        long,
+        env = "REVSTREAM_FLOW_PRESET",
+        value_enum,
+        default_value = "fast"
+    )]
+    pub flow_preset: FlowPreset,
+    /// Jobs queued or running at once before new jobs get 429.
+    #[arg(long, env = "REVSTREAM_MAX_JOBS", default_value_t = 8)]
+    pub max_jobs: usize,
+    /// Seconds a finished job's result is kept.
+    #[arg(long, env = "REVSTREAM_JOB_TTL_S", default_value_t = 3600)]
+    pub job_ttl_s: u64,
+    /// Length of a job's sliding window, in seconds.
+    #[arg(long, env = "REVSTREAM_JOB_WINDOW_S", default_value_t = 2.0)]
+    pub job_window_s: f64,
+    /// Step between a job's windows, in seconds.
+    #[arg(long, env = "REVSTREAM_JOB_STEP_S", default_value_t = 1.0)]
+    pub job_step_s: f64,
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+impl ServerConfig {
+    /// Defaults for everything, serving the given model folders (for tests and embedding).
+    pub fn with_models(model_dirs: Vec<PathBuf>) -> Self {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: ServerConfig,
+        }
+        let mut config = Wrapper::parse_from(["revstream-server"]).config;
+        config.model_dirs = model_dirs;
+        config
+    }
+
+    /// Decoding limits for uploads.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_bytes: self.max_body_bytes,
+            max_pixels: self.max_pixels,
+            max_duration_s: self.max_duration_s,
+            ..Limits::default()
+        }
+    }
+
+    /// The per-request timeout.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::try_from_secs_f64(self.request_timeout_s).unwrap_or(Duration::MAX)
+    }
+}

@@ -1,0 +1,102 @@
+//! Reading an uploaded video: the raw body (`video/*`, `application/octet-stream`) or
+//! the `video` field of a multipart form, streamed once into memory under the size limit.
+
+use axum::extract::{FromRequest, Multipart, Request};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use futures_util::StreamExt;
+
+use super::error::{ApiError, ErrorKind};
+
+/// An uploaded video's bytes.
+#[derive(Debug)]
+pub struct Upload {
+    /// The file's content.
+    pub bytes: Vec<u8>,
+}
+
+/// Reads the video from `request`, refusing other content types (415), bodies over
+/// `limit` bytes (413) and forms without a `video` field (400).
+pub async fn read(request: Request, limit: u64) -> Result<Upload, ApiError> {
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large(limit));
+    }
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if essence == "multipart/form-data" {
+        read_multipart(request, limit).await
+    } else if essence.starts_with("video/") || essence == "application/octet-stream" {
+        let capacity = declared.unwrap_or(0) as usize;
+        let bytes = collect(request.into_body().into_data_stream(), capacity, limit).await?;
+        Ok(Upload { bytes })
+    } else {
+        Err(ApiError::new(
+            ErrorKind::UnsupportedMediaType,
+            format!(
+                "content type {essence:?} is not accepted: send video/*, application/octet-stream \
+                 or multipart/form-data with a `video` field"
+            ),
+        ))
+    }
+}
+
+async fn read_multipart(request: Request, limit: u64) -> Result<Upload, ApiError> {
+    let mut form = Multipart::from_request(request, &())
+        .await
+        .map_err(|e| ApiError::invalid(format!("bad multipart form: {}", e.body_text())))?;
+    loop {
+        let field = form
+            .next_field()
+            .await
+            .map_err(|e| multipart_error(&e.body_text(), e.status()))?;
+        let Some(field) = field else {
+            return Err(ApiError::invalid("the multipart form has no `video` field"));
+        };
+        if field.name() == Some("video") {
+            let bytes = collect(field, 0, limit).await?;
+            return Ok(Upload { bytes });
+        }
+    }
+}
+
+fn multipart_error(text: &str, status: axum::http::StatusCode) -> ApiError {
+    if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(ErrorKind::PayloadTooLarge, text.to_string())
+    } else {
+        ApiError::invalid(format!("bad multipart form: {text}"))
+    }
+}
+
+/// Appends every chunk of `stream` to one buffer, failing as soon as it passes `limit`.
+async fn collect<S, E>(mut stream: S, capacity: usize, limit: u64) -> Result<Vec<u8>, ApiError>
+where
+    S: futures_util::Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut bytes = Vec::with_capacity(capacity);
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::invalid(format!("reading the upload failed: {e}")))?;
+        if (bytes.len() + chunk.len()) as u64 > limit {
+            return Err(too_large(limit));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        ErrorKind::PayloadTooLarge,
+        format!("the upload is over the {limit}-byte limit"),
+    )
+}
