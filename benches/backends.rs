@@ -43,7 +43,10 @@ fn main() -> anyhow::Result<()> {
     ] {
         let dir = tempfile::tempdir()?;
         let varmap = VarMap::new();
-        StResNet::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+        StResNet::new(
+            &cfg,
+            VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+        )?;
         varmap.save(dir.path().join("model.safetensors"))?;
         ModelSpec {
             architecture: cfg.clone(),
@@ -53,7 +56,12 @@ fn main() -> anyhow::Result<()> {
         .save(dir.path())?;
         let (t, s) = (cfg.frames, cfg.input_size);
         let rgb = Tensor::randn(0f32, 1.0, (batch, t, 3, s, s), &Device::Cpu)?;
-        let flow = Tensor::randn(0f32, 0.5, (batch, t, cfg.flow_channels(), s, s), &Device::Cpu)?;
+        let flow = Tensor::randn(
+            0f32,
+            0.5,
+            (batch, t, cfg.flow_channels(), s, s),
+            &Device::Cpu,
+        )?;
         let mut candle = CandleBackend::load(
             &cfg,
             &dir.path().join("model.safetensors"),

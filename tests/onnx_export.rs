@@ -110,8 +110,8 @@ fn check_against_candle(cfg: &Config, batch: usize) {
         );
     }
 
-    let weights = candle_core::safetensors::load(dir.path().join("model.safetensors"), &Device::Cpu)
-        .unwrap();
+    let weights =
+        candle_core::safetensors::load(dir.path().join("model.safetensors"), &Device::Cpu).unwrap();
     let vb = VarBuilder::from_tensors(weights, candle_core::DType::F32, &Device::Cpu);
     let model = StResNet::new(cfg, vb).unwrap();
     let logits = model.forward(&rgb, &flow, false).unwrap();
@@ -128,7 +128,10 @@ fn check_against_candle(cfg: &Config, batch: usize) {
         let ort = python_rows(&outputs, name);
         assert_eq!(ort.len(), batch);
         let diff = onnx_common::max_abs_diff(&rows(candle), &ort);
-        assert!(diff <= TOLERANCE, "{name}: max |candle - onnxruntime| = {diff}");
+        assert!(
+            diff <= TOLERANCE,
+            "{name}: max |candle - onnxruntime| = {diff}"
+        );
     }
     // The scores are not degenerate: the streams disagree and classes are told apart.
     let fused = rows(&logits.fused);
@@ -169,7 +172,11 @@ fn export_names_the_missing_or_misshapen_weight() {
         Tensor::zeros((3, 7), candle_core::DType::F32, &Device::Cpu).unwrap(),
     );
     match onnx::export(&cfg, &wrong) {
-        Err(OnnxError::Shape { name, expected, got }) => {
+        Err(OnnxError::Shape {
+            name,
+            expected,
+            got,
+        }) => {
             assert_eq!(name, "appearance.fc.weight");
             assert_eq!(expected, vec![3, cfg.stage_width(3)]);
             assert_eq!(got, vec![3, 7]);
@@ -198,7 +205,12 @@ fn trainer_export_onnx_writes_a_parsable_model() {
     let outputs: Vec<&str> = model.graph.output.iter().map(|o| o.name.as_str()).collect();
     assert_eq!(outputs, ["probabilities", "fused", "appearance", "motion"]);
     // BatchNorm is folded away: only convolutions and the classifier carry weights.
-    let ops: Vec<&str> = model.graph.node.iter().map(|n| n.op_type.as_str()).collect();
+    let ops: Vec<&str> = model
+        .graph
+        .node
+        .iter()
+        .map(|n| n.op_type.as_str())
+        .collect();
     assert!(!ops.contains(&"BatchNormalization"));
     assert_eq!(ops.iter().filter(|op| **op == "Gemm").count(), 2);
 

@@ -82,7 +82,10 @@ fn the_default_model_matches_when_present() {
         return;
     }
     let diff = compare(&dir, 200);
-    assert!(diff <= TOLERANCE, "models/default: max |candle - ort| = {diff}");
+    assert!(
+        diff <= TOLERANCE,
+        "models/default: max |candle - ort| = {diff}"
+    );
 }
 
 #[test]

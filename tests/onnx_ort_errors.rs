@@ -28,10 +28,14 @@ fn a_file_that_is_not_the_library_is_refused() {
 #[test]
 fn a_shared_library_without_onnx_runtime_is_refused() {
     // Any real shared object lacking OrtGetApiBase: the C library.
-    let libc = ["/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6", "/lib64/libc.so.6"]
-        .into_iter()
-        .map(std::path::Path::new)
-        .find(|p| p.is_file());
+    let libc = [
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        "/usr/lib/x86_64-linux-gnu/libc.so.6",
+        "/lib64/libc.so.6",
+    ]
+    .into_iter()
+    .map(std::path::Path::new)
+    .find(|p| p.is_file());
     let Some(libc) = libc else {
         eprintln!("SKIPPED: no libc.so.6 at the usual paths");
         return;

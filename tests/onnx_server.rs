@@ -30,10 +30,15 @@ async fn predict(server: &TestServer, video: Vec<u8>) -> Vec<(u64, f64)> {
 async fn ort_backend_serves_the_same_scores_as_candle() {
     let library = onnx_common::ort_library();
     let candle = TestServer::start(|_| {}).await;
-    let ort = TestServer::start(|c| {
-        c.backend = BackendKind::Ort;
-        c.ort_library = Some(library);
-    })
+    // The very same folder: tiny_model's draws depend on an unseeded initialisation.
+    let folder = candle.dir.path().join("tiny");
+    let ort = TestServer::start_with_models(
+        |_| vec![folder],
+        |c| {
+            c.backend = BackendKind::Ort;
+            c.ort_library = Some(library);
+        },
+    )
     .await;
     let model: Value = ort
         .client

@@ -83,10 +83,16 @@ impl GraphBuilder {
     }
 
     /// Adds a node with `n` outputs of fresh names and returns them.
-    pub fn node_n(&mut self, op: &str, inputs: &[&str], n: usize) -> Vec<String> {
+    pub fn node_n(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        attributes: Vec<AttributeProto>,
+        n: usize,
+    ) -> Vec<String> {
         let outputs: Vec<String> = (0..n).map(|_| self.fresh(&op.to_lowercase())).collect();
         let refs: Vec<&str> = outputs.iter().map(String::as_str).collect();
-        self.node_to(op, inputs, Vec::new(), &refs);
+        self.node_to(op, inputs, attributes, &refs);
         outputs
     }
 

@@ -50,7 +50,13 @@ pub fn export(cfg: &Config, weights: &HashMap<String, Tensor>) -> Result<ModelPr
     let batch = Dim::Named("batch");
     let k = Dim::Fixed(cfg.num_classes);
     let input = |name, c| {
-        let dims = [batch.clone(), Dim::Fixed(t), Dim::Fixed(c), Dim::Fixed(s), Dim::Fixed(s)];
+        let dims = [
+            batch.clone(),
+            Dim::Fixed(t),
+            Dim::Fixed(c),
+            Dim::Fixed(s),
+            Dim::Fixed(s),
+        ];
         f32_value(name, &dims)
     };
     let inputs = vec![input(INPUT_RGB, 3), input(INPUT_FLOW, cfg.flow_channels())];
@@ -115,9 +121,16 @@ impl Exporter<'_> {
     /// `(B, T, C, H, W)` input to `(B * T, C, H, W)`.
     fn flatten(&mut self, input: &str, c: usize) -> Result<Act, OnnxError> {
         let s = self.cfg.input_size;
-        let shape = self.b.i64_tensor("shape", &[-1, c as i64, s as i64, s as i64]);
+        let shape = self
+            .b
+            .i64_tensor("shape", &[-1, c as i64, s as i64, s as i64]);
         let name = self.b.node("Reshape", &[input, &shape], Vec::new());
-        Ok(Act { name, c, h: s, w: s })
+        Ok(Act {
+            name,
+            c,
+            h: s,
+            w: s,
+        })
     }
 
     /// A bias-free convolution followed by BatchNorm in inference mode, folded into one
@@ -164,10 +177,9 @@ impl Exporter<'_> {
         );
         let name = if temporal {
             let t = self.cfg.frames as i64;
-            let clips = self.b.i64_tensor(
-                "shape",
-                &[-1, t, x.c as i64, x.h as i64, x.w as i64],
-            );
+            let clips = self
+                .b
+                .i64_tensor("shape", &[-1, t, x.c as i64, x.h as i64, x.w as i64]);
             let clips = self.b.node("Reshape", &[&x.name, &clips], Vec::new());
             let perm = ints("perm", &[0, 2, 1, 3, 4]);
             let ncthw = self.b.node("Transpose", &[&clips], vec![perm.clone()]);
@@ -205,10 +217,7 @@ impl Exporter<'_> {
 
     fn add(&mut self, x: &Act, y: &Act) -> Act {
         let name = self.b.node("Add", &[&x.name, &y.name], Vec::new());
-        Act {
-            name,
-            ..x.clone()
-        }
+        Act { name, ..x.clone() }
     }
 
     /// conv1, bn1, ReLU and the optional 3x3 stride-2 max-pool.
@@ -285,7 +294,16 @@ impl Exporter<'_> {
         let out = cfg.stage_width(stage);
         let mid = cfg.base_width << stage;
         let stride = if stage > 0 { 2 } else { 1 };
-        let mut h = self.unit(&format!("{prefix}.0"), stage, 0, x, link.as_ref(), out, mid, stride)?;
+        let mut h = self.unit(
+            &format!("{prefix}.0"),
+            stage,
+            0,
+            x,
+            link.as_ref(),
+            out,
+            mid,
+            stride,
+        )?;
         for unit in 1..cfg.units[stage] {
             let unit_prefix = format!("{prefix}.{unit}");
             h = if cfg.reversible {
@@ -328,9 +346,16 @@ impl Exporter<'_> {
     }
 
     /// `(x1, x2) -> (x1 + F(x2), x2 + G(y1))` on the two channel halves.
-    fn coupling(&mut self, prefix: &str, x: Act, mid: usize, temporal: bool) -> Result<Act, OnnxError> {
+    fn coupling(
+        &mut self,
+        prefix: &str,
+        x: Act,
+        mid: usize,
+        temporal: bool,
+    ) -> Result<Act, OnnxError> {
         let half = x.c / 2;
-        let halves = self.b.node_n("Split", &[&x.name], 2);
+        // Without a `split` input, Split cuts into equal parts (along axis 0 by default).
+        let halves = self.b.node_n("Split", &[&x.name], vec![int("axis", 1)], 2);
         let part = |name: &String| Act {
             name: name.clone(),
             c: half,
@@ -356,16 +381,20 @@ impl Exporter<'_> {
             .i64_tensor("shape", &[-1, t, x.c as i64, x.h as i64, x.w as i64]);
         let clips = self.b.node("Reshape", &[&x.name, &shape], Vec::new());
         let keep = int("keepdims", 0);
-        let maxed = self
-            .b
-            .node("ReduceMax", &[&clips], vec![ints("axes", &[1]), keep.clone()]);
+        let maxed = self.b.node(
+            "ReduceMax",
+            &[&clips],
+            vec![ints("axes", &[1]), keep.clone()],
+        );
         let pooled = self
             .b
             .node("ReduceMean", &[&maxed], vec![ints("axes", &[2, 3]), keep]);
         let k = self.cfg.num_classes;
         let w = self.weight(&format!("{stream}.fc.weight"), &[k, x.c])?;
         let bias = self.weight(&format!("{stream}.fc.bias"), &[k])?;
-        let w = self.b.f32_tensor(&format!("{stream}.fc.weight"), &[k, x.c], w);
+        let w = self
+            .b
+            .f32_tensor(&format!("{stream}.fc.weight"), &[k, x.c], w);
         let bias = self.b.f32_tensor(&format!("{stream}.fc.bias"), &[k], bias);
         self.b.node_to(
             "Gemm",
@@ -383,7 +412,8 @@ impl Exporter<'_> {
         let wm = self.b.f32_tensor("fusion.motion", &[], vec![wm as f32]);
         let a = self.b.node("Mul", &[appearance, &wa], Vec::new());
         let m = self.b.node("Mul", &[motion, &wm], Vec::new());
-        self.b.node_to("Add", &[&a, &m], Vec::new(), &[OUTPUT_FUSED]);
+        self.b
+            .node_to("Add", &[&a, &m], Vec::new(), &[OUTPUT_FUSED]);
         self.b.node_to(
             "Softmax",
             &[OUTPUT_FUSED],
