@@ -236,3 +236,39 @@ fn motion_feeds_appearance_only_through_the_links() {
     assert_eq!(norm(&(&plain.motion - &out.motion).unwrap()), 0.0);
     assert!(rel_err(&plain.appearance, &out.appearance) > 1e-3);
 }
+
+#[test]
+fn temporal_conv_matches_per_frame_reference_with_distinct_taps() {
+    use candle_core::Module;
+    use revstream::model::conv::{Conv2d, ConvConfig};
+    use revstream::model::temporal::TemporalConv;
+    let (b, t, c, o, side) = (2, 4, 3, 5, 6);
+    let cfg = ConvConfig::square(3, 1, 1);
+    let weight = wave(&[o, c, 3, 3, 3], 0.91);
+    let conv = TemporalConv::from_weight(weight.clone(), cfg);
+    let x = wave(&[b * t, c, side, side], 0.53);
+    let y = conv
+        .forward(&x, t)
+        .unwrap()
+        .reshape((b, t, o, side, side))
+        .unwrap();
+    let clips = x.reshape((b, t, c, side, side)).unwrap();
+    for clip in 0..b {
+        for frame in 0..t {
+            // y_t = sum_k W_k * x_{t - 1 + k}, frames outside the clip being zero.
+            let mut expect = Tensor::zeros((1, o, side, side), DType::F32, &Device::Cpu).unwrap();
+            for k in 0..3 {
+                let Some(src) = (frame + k).checked_sub(1).filter(|&s| s < t) else {
+                    continue;
+                };
+                let w = weight.i((.., .., k)).unwrap().contiguous().unwrap();
+                let xf = clips.i((clip, src)).unwrap().unsqueeze(0).unwrap();
+                let yk = Conv2d::from_weights(w, None, cfg).forward(&xf).unwrap();
+                expect = (expect + yk).unwrap();
+            }
+            let got = y.i((clip, frame)).unwrap().unsqueeze(0).unwrap();
+            let e = rel_err(&got, &expect);
+            assert!(e <= 1e-6, "clip {clip} frame {frame}: {e}");
+        }
+    }
+}

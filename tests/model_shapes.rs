@@ -170,3 +170,34 @@ fn safetensors_round_trip_with_pytorch_names() {
     let got3 = model3.forward(&rgb, &flow, false).unwrap();
     assert_eq!(max_abs_diff(&expect.fused, &got3.fused), 0.0);
 }
+
+/// Trainable parameters of one stream (BatchNorm running statistics excluded).
+fn stream_params(vm: &VarMap, stream: &str) -> usize {
+    vm.data()
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(name, _)| name.starts_with(stream) && !name.contains("running_"))
+        .map(|(_, v)| v.elem_count())
+        .sum()
+}
+
+#[test]
+fn plain_presets_have_torchvision_resnet_parameter_counts() {
+    // torchvision resnet18 / resnet50 with 1000 classes: 11,689,512 and 25,557,032.
+    for (cfg, expect) in [
+        (Config::r18(1000), 11_689_512),
+        (Config::r50(1000), 25_557_032),
+    ] {
+        let cfg = Config {
+            reversible: false,
+            temporal_units: vec![],
+            ..cfg
+        };
+        let (vm, _model) = build(&cfg);
+        assert_eq!(stream_params(&vm, "appearance."), expect);
+        // The motion stream differs only in conv1's input channels (2L instead of 3).
+        let extra = (cfg.flow_channels() - 3) * cfg.base_width * cfg.stem_kernel * cfg.stem_kernel;
+        assert_eq!(stream_params(&vm, "motion."), expect + extra);
+    }
+}

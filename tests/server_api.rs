@@ -143,6 +143,37 @@ async fn predicts_from_raw_body_multipart_and_protobuf() {
     server.stop().await;
 }
 
+/// Sends `len` bytes as a chunked upload (no Content-Length, so the server must count
+/// while streaming) and returns the response's status code.
+async fn chunked_upload_status(server: &TestServer, len: usize) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = server.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST /v1/predict HTTP/1.1\r\nHost: {address}\r\nContent-Type: video/mp4\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let chunk = vec![0u8; 10_000];
+    for _ in 0..len / chunk.len() {
+        let size = format!("{:x}\r\n", chunk.len()).into_bytes();
+        let framed = [size, chunk.clone(), b"\r\n".to_vec()].concat();
+        // The server may answer and close before the whole body is sent.
+        if stream.write_all(&framed).await.is_err() {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.contains("payload_too_large"), "{text}");
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
 #[tokio::test]
 async fn every_error_has_its_status_and_kind() {
     let server = TestServer::start(|c| c.max_body_bytes = 200_000).await;
@@ -188,6 +219,12 @@ async fn every_error_has_its_status_and_kind() {
         "payload_too_large",
     )
     .await;
+
+    assert_eq!(
+        chunked_upload_status(&server, 300_000).await,
+        413,
+        "streamed past the limit"
+    );
 
     let text = server
         .client
@@ -548,5 +585,55 @@ async fn json_and_protobuf_share_one_schema() {
     assert_eq!(bytes[0] >> 3, 1, "label tag");
     assert_eq!(bytes[3] >> 3, 2, "index tag");
     assert_eq!(bytes[5] >> 3, 3, "score tag");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_requests_share_forward_passes() {
+    // A long batch wait makes requests that finish decoding close together meet in
+    // one batch.
+    let server = TestServer::start(|c| {
+        c.max_batch = 8;
+        c.max_batch_wait_ms = 1500;
+    })
+    .await;
+    let video = test_video(server.dir.path(), "pattern.mp4", 1.0, (96, 96));
+    let requests = (0..4).map(|_| server.post_video("/v1/predict", video.clone()));
+    let responses = futures_util::future::join_all(requests).await;
+    let mut bodies = Vec::new();
+    for response in responses {
+        assert_eq!(response.status(), 200);
+        bodies.push(response.json::<Value>().await.unwrap());
+    }
+    // Batched or not, every request gets the same answer for the same video.
+    for body in &bodies[1..] {
+        let (a, b) = (
+            body["predictions"].as_array().unwrap(),
+            bodies[0]["predictions"].as_array().unwrap(),
+        );
+        for (x, y) in a.iter().zip(b) {
+            assert_eq!(x["index"], y["index"]);
+            assert!((x["score"].as_f64().unwrap() - y["score"].as_f64().unwrap()).abs() < 1e-5);
+        }
+    }
+    let m = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let passes = metric(&m, "revstream_batch_size_count", &[]);
+    assert_eq!(
+        metric(&m, "revstream_batch_size_sum", &[]),
+        4.0,
+        "four samples in all"
+    );
+    assert!(
+        passes < 4.0,
+        "{passes} forward passes for 4 concurrent requests"
+    );
     server.stop().await;
 }

@@ -118,13 +118,15 @@ impl BatchNorm {
     fn update(&self, mean: &Tensor, var: &Tensor, n: usize) -> Result<StatUpdate> {
         let m = self.momentum;
         let unbias = n as f64 / (n.max(2) - 1) as f64;
+        // Detached throughout, so an update holds two small tensors and no graph.
         let mean = mean.detach().flatten_all()?;
         let var = (var.detach().flatten_all()? * unbias)?;
+        let (old_mean, old_var) = (self.running_mean.detach(), self.running_var.detach());
         Ok(StatUpdate {
             running_mean: self.running_mean.clone(),
             running_var: self.running_var.clone(),
-            mean: ((&self.running_mean * (1.0 - m))? + (mean * m)?)?,
-            var: ((&self.running_var * (1.0 - m))? + (var * m)?)?,
+            mean: ((old_mean * (1.0 - m))? + (mean * m)?)?,
+            var: ((old_var * (1.0 - m))? + (var * m)?)?,
         })
     }
 }

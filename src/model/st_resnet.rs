@@ -155,15 +155,6 @@ impl Stream {
             .mean((2, 3))?;
         self.fc.forward(&pooled)
     }
-
-    /// The whole stream without links, `(B * T, C, H, W)` to logits.
-    pub fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
-        let mut h = self.stem(x, ctx)?;
-        for stage in &self.stages {
-            h = stage.forward(&h, None, ctx)?;
-        }
-        self.head(&h, ctx.frames)
-    }
 }
 
 /// The two-stream ST-ResNet (`appearance.*`, `motion.*`).
@@ -255,7 +246,7 @@ impl StResNet {
                 flow.dims()
             );
         }
-        if b == 0 || t == 0 {
+        if b == 0 || t == 0 || h == 0 || w == 0 {
             candle_core::bail!("empty input {:?}", rgb.dims());
         }
         Ok((

@@ -50,6 +50,11 @@ impl TemporalConv {
         Ok(Self { weight, cfg })
     }
 
+    /// Wraps an existing weight `(out, in, 3, kh, kw)` (for tests and weight surgery).
+    pub fn from_weight(weight: Tensor, cfg: ConvConfig) -> Self {
+        Self { weight, cfg }
+    }
+
     /// The weight `(out, in, 3, kh, kw)`.
     pub fn weight(&self) -> &Tensor {
         &self.weight

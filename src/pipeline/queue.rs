@@ -2,6 +2,7 @@
 //! gathered into one batch (up to a size, or until a short wait runs out) so the model
 //! runs fewer, larger forward passes.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -277,7 +278,11 @@ fn forward_all(
     while start < total {
         let len = max_batch.min(total - start);
         metrics.batch_size.observe(len as f64);
-        rows.extend(backend.predict(&rgb.narrow(0, start, len)?, &flow.narrow(0, start, len)?)?);
+        let (rgb, flow) = (rgb.narrow(0, start, len)?, flow.narrow(0, start, len)?);
+        // A panic in the engine fails this batch, not the backend thread.
+        let predicted = std::panic::catch_unwind(AssertUnwindSafe(|| backend.predict(&rgb, &flow)))
+            .map_err(|_| crate::Error::Model("the backend panicked".to_string()))?;
+        rows.extend(predicted?);
         start += len;
     }
     Ok(rows)

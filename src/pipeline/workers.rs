@@ -1,6 +1,7 @@
 //! A fixed pool of OS threads for CPU-heavy work (decode, optical flow), fed by a
 //! bounded queue so the async runtime's threads never block and memory stays bounded.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -21,7 +22,7 @@ pub struct WorkerPool {
 
 impl WorkerPool {
     /// Starts `threads` workers sharing a queue of at most `capacity` waiting tasks.
-    pub fn new(threads: usize, capacity: usize) -> Self {
+    pub fn new(threads: usize, capacity: usize) -> std::io::Result<Self> {
         let (sender, receiver) = sync_channel::<Task>(capacity);
         let receiver = Arc::new(Mutex::new(receiver));
         let queued = Arc::new(AtomicUsize::new(0));
@@ -32,14 +33,13 @@ impl WorkerPool {
                 std::thread::Builder::new()
                     .name(format!("revstream-worker-{i}"))
                     .spawn(move || run_worker(&receiver, &queued))
-                    .expect("spawning a worker thread")
             })
-            .collect();
-        WorkerPool {
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(WorkerPool {
             sender: Some(sender),
             threads,
             queued,
-        }
+        })
     }
 
     /// Queues `work`; its result arrives on the returned receiver. Fails at once with
@@ -84,7 +84,11 @@ fn run_worker(receiver: &Mutex<Receiver<Task>>, queued: &AtomicUsize) {
         match task {
             Ok(task) => {
                 queued.fetch_sub(1, Ordering::Relaxed);
-                task();
+                // A bug in one task must not shrink the pool: the task's result channel
+                // is dropped (its request gets a 500) and the thread carries on.
+                if std::panic::catch_unwind(AssertUnwindSafe(task)).is_err() {
+                    tracing::error!("a worker task panicked");
+                }
             }
             Err(_) => return,
         }
@@ -108,7 +112,7 @@ mod tests {
 
     #[tokio::test]
     async fn runs_work_and_refuses_when_full() {
-        let pool = WorkerPool::new(1, 1);
+        let pool = WorkerPool::new(1, 1).unwrap();
         let (release, blocked) = mpsc::channel::<()>();
         let first = pool.submit(move || blocked.recv().is_ok()).unwrap();
         // Wait until the worker holds the first task, so the queue is empty.
@@ -123,5 +127,16 @@ mod tests {
         release.send(()).unwrap();
         assert!(first.await.unwrap());
         assert_eq!(second.await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_task_does_not_kill_its_worker() {
+        let pool = WorkerPool::new(1, 4).unwrap();
+        let failed = pool.submit(|| -> u8 { panic!("a bug") }).unwrap();
+        assert!(
+            failed.await.is_err(),
+            "the panicked task's result never arrives"
+        );
+        assert_eq!(pool.submit(|| 5).unwrap().await.unwrap(), 5);
     }
 }

@@ -64,7 +64,7 @@ impl AppState {
         let metrics = Metrics::new().map_err(|e| crate::Error::Model(format!("metrics: {e}")))?;
         let models = Models::start(&config, &metrics)?;
         Ok(AppState {
-            pool: Arc::new(WorkerPool::new(config.workers, config.worker_queue)),
+            pool: Arc::new(WorkerPool::new(config.workers, config.worker_queue)?),
             models: Arc::new(models),
             jobs: Arc::new(JobStore::new(
                 config.max_jobs,

@@ -124,7 +124,7 @@ pub async fn prepare_on_pool(
     })?;
     let (info, prepared, waited_ms) = receiver
         .await
-        .map_err(|_| ApiError::internal("a worker thread died"))??;
+        .map_err(|_| ApiError::internal("the decoding task panicked"))??;
     state.metrics.videos.inc();
     state.metrics.frames.inc_by(prepared.frames_decoded);
     state.metrics.observe_ms("decode", prepared.decode_ms);

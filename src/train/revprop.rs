@@ -14,7 +14,7 @@
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
 
-use crate::model::norm::{BnMode, Ctx, StatUpdate, apply_updates};
+use crate::model::norm::{BnMode, Ctx, apply_updates};
 use crate::model::reversible::{RevBlock, split};
 use crate::model::st_resnet::{Stage, Unit};
 use crate::model::{StResNet, StreamLogits};
@@ -68,8 +68,7 @@ where
     let app = &model.appearance;
     let mot = &model.motion;
 
-    let mut updates = Vec::new();
-    let (mut a, mut m, tapes) = forward_keep(model, &rgb_flat, &flow_flat, frames, &mut updates)?;
+    let (mut a, mut m, tapes) = forward_keep(model, &rgb_flat, &flow_flat, frames)?;
 
     // Head: the loss and the gradients at the last stage's outputs.
     let mut ctx = Ctx::new(frames, BnMode::Recompute);
@@ -83,9 +82,10 @@ where
         motion: logits.motion.detach(),
         fused: logits.fused.detach(),
     };
-    let mut grads = loss.backward()?;
-    let mut ga = take_grad(&mut grads, &a_var)?;
-    let mut gm = take_grad(&mut grads, &m_var)?;
+    let mut grads = GradStore::default();
+    let mut g = backward_into(&loss, &[Some(&a_var), Some(&m_var)], &mut grads)?;
+    let mut gm = g.remove(1);
+    let mut ga = g.remove(0);
     drop((loss, a_var, m_var));
 
     // Stages in reverse; appearance first so that its link gradient joins motion's.
@@ -125,7 +125,6 @@ where
         _ => None,
     };
 
-    apply_updates(&updates)?;
     Ok(Step {
         loss: loss_value,
         logits,
@@ -179,22 +178,24 @@ where
 }
 
 /// The forward pass that drops every unit's graph: returns both streams' final outputs and
-/// what the backward pass needs of each stage, recording BatchNorm updates in `updates`.
+/// what the backward pass needs of each stage. BatchNorm running statistics are updated as
+/// it goes (this is the step's only pass in training mode; recomputation uses batch statistics
+/// without updating), so no per-layer state accumulates with depth.
 fn forward_keep(
     model: &StResNet,
     rgb: &Tensor,
     flow: &Tensor,
     frames: usize,
-    updates: &mut Vec<StatUpdate>,
 ) -> Result<(Tensor, Tensor, Vec<StagePair>)> {
-    let mut ctx = Ctx::new(frames, BnMode::Train(updates));
-    let mut a = model.appearance.stem(rgb, &mut ctx)?.detach();
-    let mut m = model.motion.stem(flow, &mut ctx)?.detach();
+    let app = &model.appearance;
+    let mot = &model.motion;
+    let mut a = train_pass(frames, |ctx| app.stem(rgb, ctx))?;
+    let mut m = train_pass(frames, |ctx| mot.stem(flow, ctx))?;
     let mut tapes = Vec::with_capacity(4);
-    for (sa, sm) in model.appearance.stages.iter().zip(&model.motion.stages) {
+    for (sa, sm) in app.stages.iter().zip(&mot.stages) {
         let link = model.config().links.then_some(&m);
-        let (a_next, a_tape) = stage_forward(sa, &a, link, &mut ctx)?;
-        let (m_next, m_tape) = stage_forward(sm, &m, None, &mut ctx)?;
+        let (a_next, a_tape) = stage_forward(sa, &a, link, frames)?;
+        let (m_next, m_tape) = stage_forward(sm, &m, None, frames)?;
         tapes.push((a_tape, m_tape));
         a = a_next;
         m = m_next;
@@ -202,18 +203,26 @@ fn forward_keep(
     Ok((a, m, tapes))
 }
 
+/// Runs `f` in training mode, applies its BatchNorm updates and returns its detached output.
+fn train_pass(frames: usize, f: impl FnOnce(&mut Ctx) -> Result<Tensor>) -> Result<Tensor> {
+    let mut updates = Vec::new();
+    let out = f(&mut Ctx::new(frames, BnMode::Train(&mut updates)))?.detach();
+    apply_updates(&updates)?;
+    Ok(out)
+}
+
 /// Runs a stage keeping only what its backward pass needs; returns its output and tape.
 fn stage_forward(
     stage: &Stage,
     x: &Tensor,
     link: Option<&Tensor>,
-    ctx: &mut Ctx,
+    frames: usize,
 ) -> Result<(Tensor, StageTape)> {
-    let mut h = stage.first.forward(x, link, ctx)?.detach();
+    let mut h = train_pass(frames, |ctx| stage.first.forward(x, link, ctx))?;
     let mut plain_inputs = Vec::with_capacity(stage.rest.len());
     for unit in &stage.rest {
         plain_inputs.push(matches!(unit, Unit::Plain(_)).then(|| h.clone()));
-        h = unit.forward(&h, ctx)?.detach();
+        h = train_pass(frames, |ctx| unit.forward(&h, ctx))?;
     }
     let tape = StageTape {
         input: x.clone(),
@@ -295,20 +304,48 @@ fn vjp(
     inputs: &[Option<&Var>],
     grads: &mut GradStore,
 ) -> Result<Vec<Tensor>> {
-    let mut local = (out * grad_out.detach())?.sum_all()?.backward()?;
+    let total = (out * grad_out.detach())?.sum_all()?;
+    backward_into(&total, inputs, grads)
+}
+
+/// Backpropagates from the scalar `total`, adds the gradients of the variables it depends on
+/// (other than `inputs`) to `grads`, and returns those of `inputs`.
+fn backward_into(
+    total: &Tensor,
+    inputs: &[Option<&Var>],
+    grads: &mut GradStore,
+) -> Result<Vec<Tensor>> {
+    let vars: Vec<Tensor> = total
+        .sorted_nodes()
+        .into_iter()
+        .filter(|t| t.is_variable())
+        .cloned()
+        .collect();
+    let mut local = total.backward()?;
     let input_grads = inputs
         .iter()
         .flatten()
         .map(|v| take_grad(&mut local, v))
         .collect::<Result<Vec<_>>>()?;
-    grads.extend(local)?;
+    // Only variables' gradients are kept: candle's store also holds gradients of untracked
+    // operands (such as `grad_out`), which would otherwise pile up across units. Gradients
+    // are detached: candle leaves those of variables linked to the forward graph.
+    for var in &vars {
+        if let Some(g) = local.remove(var) {
+            let sum = match grads.remove(var) {
+                Some(old) => (old + g)?.detach(),
+                None => g.detach(),
+            };
+            grads.insert(var, sum);
+        }
+    }
     Ok(input_grads)
 }
 
-/// Removes `var`'s gradient from `grads`, or zeros when the loss does not depend on it.
+/// Removes `var`'s gradient (detached) from `grads`, or zeros when the loss ignores `var`.
 fn take_grad(grads: &mut GradStore, var: &Var) -> Result<Tensor> {
     match grads.remove(var.as_tensor()) {
-        Some(g) => Ok(g),
+        Some(g) => Ok(g.detach()),
         None => var.zeros_like(),
     }
 }
