@@ -128,6 +128,7 @@ fn check_against_candle(cfg: &Config, batch: usize) {
         let ort = python_rows(&outputs, name);
         assert_eq!(ort.len(), batch);
         let diff = onnx_common::max_abs_diff(&rows(candle), &ort);
+        eprintln!("{name}: max |candle - onnxruntime| = {diff:e}");
         assert!(
             diff <= TOLERANCE,
             "{name}: max |candle - onnxruntime| = {diff}"
