@@ -8,6 +8,7 @@ pub mod backend;
 pub mod error;
 pub mod flow;
 pub mod model;
+pub mod onnx;
 pub mod pipeline;
 pub mod server;
 pub mod train;

@@ -2,6 +2,8 @@
 
 pub mod candle;
 pub mod device;
+#[cfg(feature = "ort")]
+pub mod ort;
 
 use candle_core::Tensor;
 

@@ -11,6 +11,8 @@ use crate::video::Limits;
 pub enum BackendKind {
     /// candle on the CPU or a CUDA device.
     Candle,
+    /// ONNX Runtime (built with the `ort` feature; the library from `--ort-library`).
+    Ort,
 }
 
 /// The TV-L1 preset as a command-line value.
@@ -55,6 +57,9 @@ pub struct ServerConfig {
     /// Device for inference: `cpu` or `cuda:N`.
     #[arg(long, env = "REVSTREAM_DEVICE", default_value = "cpu")]
     pub device: String,
+    /// The ONNX Runtime library (`libonnxruntime.so`) for `--backend ort`.
+    #[arg(long, env = "ORT_DYLIB_PATH")]
+    pub ort_library: Option<PathBuf>,
     /// Threads decoding video and computing optical flow.
     #[arg(long, env = "REVSTREAM_WORKERS", default_value_t = default_workers())]
     pub workers: usize,

@@ -65,6 +65,8 @@ impl ServedModel {
         let device_name = config.device.clone();
         let max_batch = config.max_batch;
         let backend = config.backend;
+        let ort_library = config.ort_library.clone();
+        let model_dir = dir.to_path_buf();
         let load = move || -> crate::Result<Box<dyn Backend>> {
             match backend {
                 BackendKind::Candle => {
@@ -73,6 +75,7 @@ impl ServedModel {
                         &arch, &weights, device, max_batch,
                     )?))
                 }
+                BackendKind::Ort => load_ort(&model_dir, ort_library, &device_name, max_batch),
             }
         };
         let options = BatchOptions {
@@ -118,6 +121,37 @@ impl ServedModel {
             .to_string(),
         }
     }
+}
+
+/// The ONNX Runtime backend for `dir` (its model.onnx, or its weights exported in memory).
+#[cfg(feature = "ort")]
+fn load_ort(
+    dir: &Path,
+    library: Option<PathBuf>,
+    device: &str,
+    max_batch: usize,
+) -> crate::Result<Box<dyn Backend>> {
+    use crate::backend::ort::{OrtBackend, OrtOptions, Provider};
+    let options = OrtOptions {
+        library,
+        provider: Provider::parse(device)?,
+        intra_threads: None,
+    };
+    Ok(Box::new(OrtBackend::load_dir(dir, &options, max_batch)?))
+}
+
+/// Without the `ort` feature there is no ONNX Runtime backend to load.
+#[cfg(not(feature = "ort"))]
+fn load_ort(
+    _dir: &Path,
+    _library: Option<PathBuf>,
+    _device: &str,
+    _max_batch: usize,
+) -> crate::Result<Box<dyn Backend>> {
+    Err(crate::Error::InvalidArgument(
+        "--backend ort needs a build with the `ort` feature (cargo build --features ort)"
+            .to_string(),
+    ))
 }
 
 /// One sample of zeros, to run the model once before declaring it ready.

@@ -1,5 +1,6 @@
 //! revstream-trainer: datasets, optical flow, training and evaluation.
 
+mod export_onnx;
 mod flow;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +18,8 @@ struct Args {
 enum Command {
     /// TV-L1 optical flow of two images (.flo) or of a whole video (JPEG pairs).
     Flow(flow::FlowArgs),
+    /// Export a trained model folder to ONNX (model.onnx).
+    ExportOnnx(export_onnx::ExportOnnxArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -28,5 +31,6 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Args::parse().command {
         Command::Flow(args) => flow::run(args),
+        Command::ExportOnnx(args) => export_onnx::run(args),
     }
 }
