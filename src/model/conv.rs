@@ -92,7 +92,10 @@ impl Conv2d {
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let ConvConfig {
-            stride, padding, groups, ..
+            stride,
+            padding,
+            groups,
+            ..
         } = self.cfg;
         if stride.0 != stride.1 {
             candle_core::bail!("conv2d: unequal strides {stride:?} are not supported yet");

@@ -1,13 +1,32 @@
 //! revstream-trainer: datasets, optical flow, training and evaluation.
 
-use clap::Parser;
+mod synth;
+
+use clap::{Parser, Subcommand};
 
 /// Train and evaluate revstream models.
 #[derive(Parser, Debug)]
 #[command(version, about)]
-struct Args {}
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate the MotionShapes synthetic dataset as H.264 videos.
+    Synth(synth::SynthArgs),
+}
 
 fn main() -> anyhow::Result<()> {
-    let _args = Args::parse();
-    anyhow::bail!("no subcommands yet; see README.md")
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Args::parse().command {
+        Command::Synth(args) => synth::run(args),
+    }
 }
