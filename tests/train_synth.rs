@@ -124,7 +124,7 @@ fn generation_is_deterministic_and_writes_h264_files() {
     let paths = synth::generate(dir.path(), 1, 9, &opts, &|| {}).unwrap();
     assert_eq!(paths.len(), LABELS.len());
     for label in LABELS {
-        let path = dir.path().join(label).join(format!("{label}_0000.mp4"));
+        let path = dir.path().join(label).join(format!("{label}_s9_0000.mp4"));
         let out = std::process::Command::new("ffprobe")
             .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
             .args([

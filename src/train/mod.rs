@@ -1,5 +1,6 @@
 //! Training: datasets, MotionShapes synthesis, reversible backpropagation.
 
+pub mod dataset;
 pub mod error;
 pub mod synth;
 

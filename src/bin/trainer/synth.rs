@@ -10,7 +10,7 @@ use revstream::train::synth::{self, SynthOptions};
 /// Options of `synth`.
 #[derive(Args, Debug)]
 pub struct SynthArgs {
-    /// Output folder; clips go to OUT/<label>/<label>_NNNN.mp4.
+    /// Output folder; clips go to OUT/<label>/<label>_s<SEED>_NNNN.mp4.
     #[arg(long, env = "REVSTREAM_SYNTH_OUT")]
     out: PathBuf,
     /// Clips per class.

@@ -462,7 +462,9 @@ pub fn clip_seed(seed: u64, class: usize, index: usize) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Writes `per_class` H.264 clips per class to `out/<label>/<label>_NNNN.mp4`, in parallel.
+/// Writes `per_class` H.264 clips per class to `out/<label>/<label>_s<seed>_NNNN.mp4`, in parallel.
+///
+/// The seed in the name lets several runs (other sizes, rates) share one folder.
 ///
 /// `on_clip` is called after each clip is written (for progress bars). Returns the paths.
 pub fn generate(
@@ -485,7 +487,9 @@ pub fn generate(
             let clip = clip_seed(seed, class, index);
             let frames = render_clip(class, opts, clip);
             let label = LABELS[class];
-            let path = out.join(label).join(format!("{label}_{index:04}.mp4"));
+            let path = out
+                .join(label)
+                .join(format!("{label}_s{seed}_{index:04}.mp4"));
             // Vary the compression too, so the model does not rely on one codec setting.
             let crf = 18 + (clip % 13) as u32;
             write_h264(&path, &frames, opts.width, opts.height, opts.fps, crf)?;
