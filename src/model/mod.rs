@@ -1,3 +1,12 @@
 //! The two-stream Spatiotemporal ResNet, its convolutions and reversible units.
 
+pub mod blocks;
+pub mod config;
 pub mod conv;
+pub mod norm;
+pub mod reversible;
+pub mod st_resnet;
+pub mod temporal;
+
+pub use config::Config;
+pub use st_resnet::{StResNet, StreamLogits};
