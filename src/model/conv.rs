@@ -1,10 +1,16 @@
 //! The one convolution type every layer of the model uses.
 //!
-//! Layers build a [`Conv2d`] and call `forward`; which implementation runs behind it
-//! (candle's stock op today, our own fast CPU/CUDA ops later) is this module's business.
+//! Layers build a [`Conv2d`] and call `forward`; which implementation runs behind it is
+//! this module's business: our own im2col + GEMM custom op (forward and both gradients)
+//! for f32/f64 on the CPU, candle's stock op elsewhere.
 
-use candle_core::{Module, Result, Tensor};
+mod cpu;
+mod op;
+
+use candle_core::{DType, Module, Result, Tensor, bail};
 use candle_nn::VarBuilder;
+
+use cpu::Geom;
 
 /// Geometry of a 2-D convolution: (height, width) pairs and channel groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,26 +97,92 @@ impl Conv2d {
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let ConvConfig {
-            stride,
-            padding,
-            groups,
-            ..
-        } = self.cfg;
-        if stride.0 != stride.1 {
-            candle_core::bail!("conv2d: unequal strides {stride:?} are not supported yet");
-        }
-        // candle pads both spatial dims alike; pad unequal amounts ourselves.
-        let (x, pad) = if padding.0 == padding.1 {
-            (x.clone(), padding.0)
-        } else {
-            let x = x.pad_with_zeros(2, padding.0, padding.0)?;
-            (x.pad_with_zeros(3, padding.1, padding.1)?, 0)
-        };
-        let y = x.conv2d(&self.weight, pad, stride.0, 1, groups)?;
+        let y = conv2d(x, &self.weight, &self.cfg)?;
         match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
             None => Ok(y),
         }
     }
+}
+
+/// Checks `x (N, C_in, H, W)` and `w (C_out, C_in / G, kh, kw)` against `cfg`.
+fn geometry(x: &Tensor, w: &Tensor, cfg: &ConvConfig) -> Result<Geom> {
+    let (n, c_in, h, wd) = x.dims4()?;
+    let (c_out, cig, kh, kw) = w.dims4()?;
+    let ConvConfig {
+        kernel,
+        stride: (sh, sw),
+        padding: (ph, pw),
+        groups,
+    } = *cfg;
+    if kernel != (kh, kw) {
+        bail!(
+            "conv2d: weight kernel {:?} differs from config {kernel:?}",
+            (kh, kw)
+        );
+    }
+    if groups == 0 || sh == 0 || sw == 0 {
+        bail!("conv2d: groups and strides must be positive, got {cfg:?}");
+    }
+    if cig * groups != c_in || c_out % groups != 0 {
+        bail!(
+            "conv2d: {c_in} input / {c_out} output channels do not fit weight {:?} in {groups} groups",
+            w.dims()
+        );
+    }
+    if h + 2 * ph < kh || wd + 2 * pw < kw {
+        bail!(
+            "conv2d: padded input {:?} smaller than kernel {kernel:?}",
+            (h + 2 * ph, wd + 2 * pw)
+        );
+    }
+    Ok(Geom {
+        n,
+        c_in,
+        h,
+        w: wd,
+        c_out,
+        kh,
+        kw,
+        sh,
+        sw,
+        ph,
+        pw,
+        groups,
+    })
+}
+
+/// 2-D convolution of `x (N, C_in, H, W)` with `w (C_out, C_in / G, kh, kw)`, no bias:
+/// our op for f32/f64 on the CPU, [`conv2d_stock`] elsewhere.
+pub fn conv2d(x: &Tensor, w: &Tensor, cfg: &ConvConfig) -> Result<Tensor> {
+    let g = geometry(x, w, cfg)?;
+    let ours = x.device().is_cpu()
+        && w.device().is_cpu()
+        && x.dtype() == w.dtype()
+        && matches!(x.dtype(), DType::F32 | DType::F64);
+    if !ours {
+        return conv2d_stock(x, w, cfg);
+    }
+    x.contiguous()?.apply_op2(&w.contiguous()?, op::Forward(g))
+}
+
+/// The same convolution through candle's stock `conv2d` (the reference we test against).
+pub fn conv2d_stock(x: &Tensor, w: &Tensor, cfg: &ConvConfig) -> Result<Tensor> {
+    let ConvConfig {
+        stride,
+        padding,
+        groups,
+        ..
+    } = *cfg;
+    if stride.0 != stride.1 {
+        bail!("conv2d: candle's op has no unequal strides {stride:?}");
+    }
+    // candle pads both spatial dims alike; pad unequal amounts ourselves.
+    let (x, pad) = if padding.0 == padding.1 {
+        (x.clone(), padding.0)
+    } else {
+        let x = x.pad_with_zeros(2, padding.0, padding.0)?;
+        (x.pad_with_zeros(3, padding.1, padding.1)?, 0)
+    };
+    x.conv2d(w, pad, stride.0, 1, groups)
 }

@@ -1,0 +1,185 @@
+//! candle custom ops around the CPU kernels: the forward convolution and, for its
+//! backward, one op per gradient so autograd skips the input gradient of a tensor
+//! that tracks none (the network's input).
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
+
+use super::cpu::{self, Elem, Geom};
+
+/// A kernel taking two contiguous operands of one element type.
+trait Kernel {
+    /// Computes the output from the two operands.
+    fn run<T: Elem>(&self, a: &[T], b: &[T]) -> Vec<T>;
+    /// Expected shapes of the two operands.
+    fn operand_shapes(&self) -> (Shape, Shape);
+    /// Shape of the output.
+    fn out_shape(&self) -> Shape;
+}
+
+/// The contiguous slice a layout describes.
+fn contiguous<'a, T>(s: &'a [T], l: &Layout, name: &str) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s[a..b]),
+        None => bail!("{name}: operand is not contiguous"),
+    }
+}
+
+/// Runs a kernel on CPU storages after checking shapes and dtypes.
+fn cpu_apply<K: Kernel>(
+    k: &K,
+    name: &str,
+    (s1, l1): (&CpuStorage, &Layout),
+    (s2, l2): (&CpuStorage, &Layout),
+) -> Result<(CpuStorage, Shape)> {
+    let (e1, e2) = k.operand_shapes();
+    if l1.shape() != &e1 || l2.shape() != &e2 {
+        bail!(
+            "{name}: operands {:?}, {:?}, expected {e1:?}, {e2:?}",
+            l1.shape(),
+            l2.shape()
+        );
+    }
+    let out = match (s1, s2) {
+        (CpuStorage::F32(a), CpuStorage::F32(b)) => {
+            CpuStorage::F32(k.run(contiguous(a, l1, name)?, contiguous(b, l2, name)?))
+        }
+        (CpuStorage::F64(a), CpuStorage::F64(b)) => {
+            CpuStorage::F64(k.run(contiguous(a, l1, name)?, contiguous(b, l2, name)?))
+        }
+        (a, b) => bail!(
+            "{name}: unsupported dtypes {:?}, {:?}",
+            a.dtype(),
+            b.dtype()
+        ),
+    };
+    Ok((out, k.out_shape()))
+}
+
+fn input_shape(g: &Geom) -> Shape {
+    Shape::from((g.n, g.c_in, g.h, g.w))
+}
+
+fn weight_shape(g: &Geom) -> Shape {
+    Shape::from((g.c_out, g.c_in / g.groups, g.kh, g.kw))
+}
+
+fn output_shape(g: &Geom) -> Shape {
+    Shape::from((g.n, g.c_out, g.ho(), g.wo()))
+}
+
+/// Forward convolution on (input, weight).
+pub struct Forward(pub Geom);
+
+impl Kernel for Forward {
+    fn run<T: Elem>(&self, x: &[T], w: &[T]) -> Vec<T> {
+        cpu::forward(&self.0, x, w)
+    }
+    fn operand_shapes(&self) -> (Shape, Shape) {
+        (input_shape(&self.0), weight_shape(&self.0))
+    }
+    fn out_shape(&self) -> Shape {
+        output_shape(&self.0)
+    }
+}
+
+impl CustomOp2 for Forward {
+    fn name(&self) -> &'static str {
+        "revstream-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        cpu_apply(self, self.name(), (s1, l1), (s2, l2))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dy = dy.contiguous()?;
+        // A tensor that neither is a variable nor comes from an op (the network's input)
+        // gets no gradient: candle would only drop it.
+        let dx = if x.track_op() {
+            Some(dy.apply_op2_no_bwd(w, &BackwardInput(self.0))?)
+        } else {
+            None
+        };
+        let dw = if w.track_op() {
+            Some(x.apply_op2_no_bwd(&dy, &BackwardWeight(self.0))?)
+        } else {
+            None
+        };
+        Ok((dx, dw))
+    }
+}
+
+/// Input gradient on (output gradient, weight).
+struct BackwardInput(Geom);
+
+impl Kernel for BackwardInput {
+    fn run<T: Elem>(&self, dy: &[T], w: &[T]) -> Vec<T> {
+        cpu::backward_input(&self.0, dy, w)
+    }
+    fn operand_shapes(&self) -> (Shape, Shape) {
+        (output_shape(&self.0), weight_shape(&self.0))
+    }
+    fn out_shape(&self) -> Shape {
+        input_shape(&self.0)
+    }
+}
+
+impl CustomOp2 for BackwardInput {
+    fn name(&self) -> &'static str {
+        "revstream-conv2d-backward-input"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        cpu_apply(self, self.name(), (s1, l1), (s2, l2))
+    }
+}
+
+/// Weight gradient on (input, output gradient).
+struct BackwardWeight(Geom);
+
+impl Kernel for BackwardWeight {
+    fn run<T: Elem>(&self, x: &[T], dy: &[T]) -> Vec<T> {
+        cpu::backward_weight(&self.0, x, dy)
+    }
+    fn operand_shapes(&self) -> (Shape, Shape) {
+        (input_shape(&self.0), output_shape(&self.0))
+    }
+    fn out_shape(&self) -> Shape {
+        weight_shape(&self.0)
+    }
+}
+
+impl CustomOp2 for BackwardWeight {
+    fn name(&self) -> &'static str {
+        "revstream-conv2d-backward-weight"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        cpu_apply(self, self.name(), (s1, l1), (s2, l2))
+    }
+}
