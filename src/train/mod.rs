@@ -2,6 +2,7 @@
 
 pub mod dataset;
 pub mod error;
+pub mod optim;
 pub mod synth;
 
 pub use error::{Result, TrainError};
