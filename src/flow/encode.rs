@@ -6,12 +6,14 @@ use super::{Flow, FlowError};
 /// The usual clipping bound, in pixels.
 pub const DEFAULT_BOUND: f32 = 20.0;
 
-/// Clips u and v to ±`bound` and maps them linearly to 0..=255 (0 px → 127.5).
+/// Clips u and v to ±`bound` (> 0) and maps them linearly to 0..=255 (0 px → 127.5);
+/// NaN maps to 0.
 pub fn quantize(flow: &Flow, bound: f32) -> (Vec<u8>, Vec<u8>) {
     let q = |c: &[f32]| -> Vec<u8> {
         let scale = 255.0 / (2.0 * bound);
+        // max/min rather than clamp: no panic on a bad bound; `as u8` saturates.
         c.iter()
-            .map(|&x| ((x.clamp(-bound, bound) + bound) * scale).round() as u8)
+            .map(|&x| ((x.max(-bound).min(bound) + bound) * scale).round() as u8)
             .collect()
     };
     (q(&flow.u), q(&flow.v))
@@ -19,7 +21,13 @@ pub fn quantize(flow: &Flow, bound: f32) -> (Vec<u8>, Vec<u8>) {
 
 /// The inverse of [`quantize`]: u8 images back to a flow in pixels (within
 /// `bound / 255` of the clipped original).
-pub fn dequantize(x: &[u8], y: &[u8], width: usize, height: usize, bound: f32) -> Result<Flow, FlowError> {
+pub fn dequantize(
+    x: &[u8],
+    y: &[u8],
+    width: usize,
+    height: usize,
+    bound: f32,
+) -> Result<Flow, FlowError> {
     for c in [x, y] {
         if c.len() != width * height {
             return Err(FlowError::BadLength {

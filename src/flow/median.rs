@@ -66,9 +66,38 @@ pub(crate) fn median25<T: Lane>(p: &mut [T; 25]) -> T {
     p[12]
 }
 
+/// A median selection network over N values (a trait, so it inlines into the
+/// AVX2-compiled row loop).
+trait Network<const N: usize> {
+    fn select<T: Lane>(p: &mut [T; N]) -> T;
+}
+
+struct Median9;
+struct Median25;
+
+impl Network<9> for Median9 {
+    #[inline(always)]
+    fn select<T: Lane>(p: &mut [T; 9]) -> T {
+        median9(p)
+    }
+}
+
+impl Network<25> for Median25 {
+    #[inline(always)]
+    fn select<T: Lane>(p: &mut [T; 25]) -> T {
+        median25(p)
+    }
+}
+
 /// Median-filters `field` (w x h) in place with a `size` x `size` window (3 or 5);
 /// `padded` is scratch space reused across calls.
-pub(crate) fn median_filter(field: &mut [f32], w: usize, h: usize, size: usize, padded: &mut Vec<f32>) {
+pub(crate) fn median_filter(
+    field: &mut [f32],
+    w: usize,
+    h: usize,
+    size: usize,
+    padded: &mut Vec<f32>,
+) {
     let r = size / 2;
     let pw = w + 2 * r;
     let ph = h + 2 * r;
@@ -91,43 +120,81 @@ pub(crate) fn median_filter(field: &mut [f32], w: usize, h: usize, size: usize, 
                 let y = c * rows + k;
                 // Window rows y..y+size of the padded field are rows y-r..y+r of the field.
                 let win = &padded[y * pw..(y + size) * pw];
-                if size == 5 {
-                    filter_row::<25>(orow, win, pw, 5, |p| median25(p), |p| median25(p));
-                } else {
-                    filter_row::<9>(orow, win, pw, 3, |p| median9(p), |p| median9(p));
-                }
+                filter_row(orow, win, pw, size);
             }
         });
 }
 
-/// One output row: eight pixels at a time through the network, the rest one by one.
+/// One output row of a 3x3 or 5x5 median; `win` holds the window's padded rows.
+fn filter_row(orow: &mut [f32], win: &[f32], pw: usize, size: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx512vl") {
+            // SAFETY: the CPU supports AVX-512F and VL, checked just above.
+            return unsafe { filter_row_avx512(orow, win, pw, size) };
+        }
+        if has!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { filter_row_avx2(orow, win, pw, size) };
+        }
+    }
+    filter_row_body(orow, win, pw, size)
+}
+
+/// [`filter_row_body`] compiled for AVX2 (one instruction per eight-lane min or max).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn filter_row_avx2(orow: &mut [f32], win: &[f32], pw: usize, size: usize) {
+    filter_row_body(orow, win, pw, size)
+}
+
+/// [`filter_row_body`] compiled for AVX-512: its 32 vector registers hold all 25
+/// lanes of the 5x5 network without spilling.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl")]
+unsafe fn filter_row_avx512(orow: &mut [f32], win: &[f32], pw: usize, size: usize) {
+    filter_row_body(orow, win, pw, size)
+}
+
 #[inline(always)]
-fn filter_row<const N: usize>(
+fn filter_row_body(orow: &mut [f32], win: &[f32], pw: usize, size: usize) {
+    if size == 5 {
+        filter_row_n::<Median25, 25>(orow, win, pw, 5);
+    } else {
+        filter_row_n::<Median9, 9>(orow, win, pw, 3);
+    }
+}
+
+/// Eight pixels at a time through the network, the rest one by one.
+#[inline(always)]
+fn filter_row_n<M: Network<N>, const N: usize>(
     orow: &mut [f32],
     win: &[f32],
     pw: usize,
     size: usize,
-    vector: impl Fn(&mut [[f32; LANES]; N]) -> [f32; LANES],
-    scalar: impl Fn(&mut [f32; N]) -> f32,
 ) {
     let w = orow.len();
+    // Tap j of every pixel's window, as one row-long slice per tap.
+    let taps: [&[f32]; N] = std::array::from_fn(|j| {
+        let start = (j / size) * pw + j % size;
+        &win[start..start + w]
+    });
     let full = w / LANES * LANES;
     for (b, chunk) in orow[..full].chunks_exact_mut(LANES).enumerate() {
         let x0 = b * LANES;
         let mut p = [[0.0f32; LANES]; N];
-        for (j, lanes) in p.iter_mut().enumerate() {
-            let (dy, dx) = (j / size, j % size);
-            let start = dy * pw + x0 + dx;
-            lanes.copy_from_slice(&win[start..start + LANES]);
+        for (lanes, tap) in p.iter_mut().zip(&taps) {
+            lanes.copy_from_slice(&tap[x0..x0 + LANES]);
         }
-        chunk.copy_from_slice(&vector(&mut p));
+        chunk.copy_from_slice(&M::select(&mut p));
     }
     for (x, o) in orow.iter_mut().enumerate().skip(full) {
         let mut p = [0.0f32; N];
-        for (j, v) in p.iter_mut().enumerate() {
-            *v = win[(j / size) * pw + x + j % size];
+        for (v, tap) in p.iter_mut().zip(&taps) {
+            *v = tap[x];
         }
-        *o = scalar(&mut p);
+        *o = M::select(&mut p);
     }
 }
 
@@ -171,18 +238,20 @@ mod tests {
 
     #[test]
     fn median9_network_is_exact() {
-        check_all_binary::<9>(|p| median9(p));
+        check_all_binary::<9>(median9);
     }
 
     #[test]
     fn median25_network_is_exact() {
-        check_all_binary::<25>(|p| median25(p));
+        check_all_binary::<25>(median25);
     }
 
     #[test]
     fn filter_matches_sorting() {
         let (w, h) = (21usize, 7usize);
-        let field: Vec<f32> = (0..w * h).map(|i| ((i * 7919) % 101) as f32 - 50.0).collect();
+        let field: Vec<f32> = (0..w * h)
+            .map(|i| ((i * 7919) % 101) as f32 - 50.0)
+            .collect();
         for size in [3usize, 5] {
             let mut out = field.clone();
             median_filter(&mut out, w, h, size, &mut Vec::new());

@@ -105,7 +105,14 @@ pub(crate) fn resize_bilinear(
 
 /// One level down: Gaussian anti-aliasing (IPOL's sigma = 0.6 sqrt(1/η² − 1)) then
 /// bilinear sampling.
-pub(crate) fn zoom_out(src: &[f32], sw: usize, sh: usize, dw: usize, dh: usize, eta: f32) -> Vec<f32> {
+pub(crate) fn zoom_out(
+    src: &[f32],
+    sw: usize,
+    sh: usize,
+    dw: usize,
+    dh: usize,
+    eta: f32,
+) -> Vec<f32> {
     let sigma = 0.6 * (1.0 / (eta * eta) - 1.0).max(0.0).sqrt();
     if sigma < 0.1 {
         return resize_bilinear(src, sw, sh, dw, dh, 1.0);

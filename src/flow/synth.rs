@@ -50,7 +50,12 @@ impl Texture {
                 // Longer waves get more weight, as in natural images (and so the
                 // coarse pyramid levels keep texture).
                 let amplitude = wavelength.sqrt();
-                [k * angle.cos(), k * angle.sin(), rng.random_range(0.0..2.0 * PI), amplitude]
+                [
+                    k * angle.cos(),
+                    k * angle.sin(),
+                    rng.random_range(0.0..2.0 * PI),
+                    amplitude,
+                ]
             })
             .collect::<Vec<_>>();
         let total: f32 = waves.iter().map(|w| w[3]).sum();
@@ -101,10 +106,12 @@ impl Field {
     }
 
     fn at(&self, x: f32, y: f32) -> (f32, f32) {
-        self.waves.iter().fold((0.0, 0.0), |(u, v), [kx, ky, p, au, av]| {
-            let s = (kx * x + ky * y + p).sin();
-            (u + au * s, v + av * s)
-        })
+        self.waves
+            .iter()
+            .fold((0.0, 0.0), |(u, v), [kx, ky, p, au, av]| {
+                let s = (kx * x + ky * y + p).sin();
+                (u + au * s, v + av * s)
+            })
     }
 }
 
@@ -130,7 +137,9 @@ impl Motion {
     fn backward(&self, field: Option<&Field>, c: (f32, f32), x: f32, y: f32) -> (f32, f32) {
         match *self {
             Motion::Translation { dx, dy } => (x - dx, y - dy),
-            Motion::Rotation { degrees } => Motion::Rotation { degrees: -degrees }.forward(None, c, x, y),
+            Motion::Rotation { degrees } => {
+                Motion::Rotation { degrees: -degrees }.forward(None, c, x, y)
+            }
             Motion::Zoom { factor } => (c.0 + (x - c.0) / factor, c.1 + (y - c.1) / factor),
             Motion::Smooth { .. } => {
                 // Fixed point of p = (x, y) − u(p): a contraction since |∇u| < 1.
@@ -169,7 +178,8 @@ pub fn pair(width: usize, height: usize, motion: Motion, seed: u64) -> GroundTru
             let (fx, fy) = motion.forward(field.as_ref(), c, xf, yf);
             flow.u[i] = fx - xf;
             flow.v[i] = fy - yf;
-            valid[i] = fx >= 0.0 && fx <= width as f32 - 1.0 && fy >= 0.0 && fy <= height as f32 - 1.0;
+            valid[i] =
+                fx >= 0.0 && fx <= width as f32 - 1.0 && fy >= 0.0 && fy <= height as f32 - 1.0;
         }
     }
     GroundTruth {

@@ -1,5 +1,6 @@
 //! revstream-trainer: datasets, optical flow, training and evaluation.
 
+mod flow;
 mod synth;
 
 use clap::{Parser, Subcommand};
@@ -12,8 +13,11 @@ struct Args {
     command: Command,
 }
 
+/// The trainer's subcommands, each in its own file beside this one.
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// TV-L1 optical flow of two images (.flo) or of a whole video (JPEG pairs).
+    Flow(flow::FlowArgs),
     /// Generate the MotionShapes synthetic dataset as H.264 videos.
     Synth(synth::SynthArgs),
 }
@@ -21,12 +25,12 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     match Args::parse().command {
+        Command::Flow(args) => flow::run(args),
         Command::Synth(args) => synth::run(args),
     }
 }
