@@ -121,7 +121,7 @@ impl Config {
         if self.units.contains(&0) {
             return Err("every stage needs at least one unit".into());
         }
-        if self.reversible && self.base_width % 2 != 0 {
+        if self.reversible && !self.base_width.is_multiple_of(2) {
             return Err("reversible units split channels in two: base_width must be even".into());
         }
         if self.stem_kernel == 0 || self.stem_stride == 0 {

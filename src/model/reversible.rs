@@ -27,7 +27,7 @@ impl RevBlock {
         bn_eps: f64,
         vb: VarBuilder,
     ) -> Result<Self> {
-        if channels % 2 != 0 || mid_channels % 2 != 0 {
+        if !channels.is_multiple_of(2) || !mid_channels.is_multiple_of(2) {
             candle_core::bail!("reversible unit: {channels}/{mid_channels} channels do not halve");
         }
         let spec = BranchSpec {
