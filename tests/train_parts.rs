@@ -47,7 +47,10 @@ fn sgd_momentum_matches_pytorch_update_rule() {
     // Step 1: g = x + 0.1 x = 1.1 x; buf = g; x = x - 0.5 * 1.1 x = 0.45 x.
     opt.apply(&quadratic_grads(&var), 0.5).unwrap();
     let x1 = var.as_tensor().to_vec2::<f32>().unwrap()[0].clone();
-    assert!((x1[0] - 0.45).abs() < 1e-6 && (x1[1] + 0.9).abs() < 1e-6, "{x1:?}");
+    assert!(
+        (x1[0] - 0.45).abs() < 1e-6 && (x1[1] + 0.9).abs() < 1e-6,
+        "{x1:?}"
+    );
     // Step 2: g = 1.1 * 0.45 = 0.495; buf = 0.9 * 1.1 + 0.495 = 1.485; x = 0.45 - 0.7425.
     opt.apply(&quadratic_grads(&var), 0.5).unwrap();
     let x2 = var.as_tensor().to_vec2::<f32>().unwrap()[0][0];
@@ -67,7 +70,10 @@ fn adamw_first_step_moves_each_weight_by_the_learning_rate() {
     opt.apply(&quadratic_grads(&var), 0.1).unwrap();
     let x = var.as_tensor().to_vec1::<f32>().unwrap();
     // Bias-corrected Adam's first step is lr * sign(g).
-    assert!((x[0] - 2.9).abs() < 1e-5 && (x[1] - 0.09).abs() < 1e-5, "{x:?}");
+    assert!(
+        (x[0] - 2.9).abs() < 1e-5 && (x[1] - 0.09).abs() < 1e-5,
+        "{x:?}"
+    );
     // State survives a save/restore round trip.
     let state = opt.state_tensors();
     assert_eq!(state.len(), 2);
@@ -106,7 +112,9 @@ fn toy_video(frames: usize) -> CachedVideo {
     CachedVideo {
         size,
         frames,
-        rgb: (0..frames * size * size * 3).map(|i| (i % 251) as u8).collect(),
+        rgb: (0..frames * size * size * 3)
+            .map(|i| (i % 251) as u8)
+            .collect(),
         flow_u: u,
         flow_v: vec![q(0.0); (frames - 1) * size * size],
     }
@@ -125,7 +133,10 @@ fn toy_spec() -> InputSpec {
 #[test]
 fn centred_positions_match_the_servers_clip_starts() {
     // Server: share = n / T, centre = (i + 0.5) share, start = floor(max(centre - (L+1)/2, 0)).
-    assert_eq!(batch::positions(50, 8, 2, None), [1, 7, 14, 20, 26, 32, 39, 45]);
+    assert_eq!(
+        batch::positions(50, 8, 2, None),
+        [1, 7, 14, 20, 26, 32, 39, 45]
+    );
     assert_eq!(batch::positions(5, 4, 2, None), [0, 0, 1, 2]);
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3);
     for _ in 0..100 {
@@ -140,7 +151,14 @@ fn identity_keeps_values_and_flip_mirrors_and_negates_u() {
     let v = toy_video(3);
     let spec = toy_spec();
     let (mut rgb, mut flow) = (Vec::new(), Vec::new());
-    batch::push_sample(&v, &spec, &[0, 1], &Transform::identity(4), &mut rgb, &mut flow);
+    batch::push_sample(
+        &v,
+        &spec,
+        &[0, 1],
+        &Transform::identity(4),
+        &mut rgb,
+        &mut flow,
+    );
     assert_eq!(rgb.len(), 2 * 3 * 16);
     assert_eq!(flow.len(), 2 * 2 * 16);
     // R plane of frame 0 is bytes 0, 3, 6, ... divided by 255.
@@ -181,7 +199,11 @@ fn cache_skips_undecodable_videos_and_resumes() {
         seconds: 1.0,
     };
     revstream::train::synth::generate(&videos, 1, 4, &opts, &|| {}).unwrap();
-    std::fs::write(videos.join("grow").join("broken.mp4"), b"this is not a video").unwrap();
+    std::fs::write(
+        videos.join("grow").join("broken.mp4"),
+        b"this is not a video",
+    )
+    .unwrap();
     std::fs::write(videos.join("wave").join("empty.mp4"), b"").unwrap();
     let ds = Dataset::open(&videos).unwrap();
     assert_eq!(ds.samples.len(), 12);
@@ -200,14 +222,23 @@ fn cache_skips_undecodable_videos_and_resumes() {
     assert_eq!(v.flow_u.len(), 7 * 256);
 
     // Resume: cached files are reused untouched, the index is the same.
-    let before = std::fs::metadata(c.join(&index.entries[0].file)).unwrap().modified().unwrap();
+    let before = std::fs::metadata(c.join(&index.entries[0].file))
+        .unwrap()
+        .modified()
+        .unwrap();
     let again = cache::prepare(&ds, &c, &settings, &|| {}).unwrap();
     assert_eq!(again, index);
-    let after = std::fs::metadata(c.join(&index.entries[0].file)).unwrap().modified().unwrap();
+    let after = std::fs::metadata(c.join(&index.entries[0].file))
+        .unwrap()
+        .modified()
+        .unwrap();
     assert_eq!(before, after);
 
     // Other settings in the same folder are refused rather than mixed.
-    let other = CacheSettings { size: 24, ..settings };
+    let other = CacheSettings {
+        size: 24,
+        ..settings
+    };
     assert!(cache::prepare(&ds, &c, &other, &|| {}).is_err());
     // A truncated cache file is a typed error.
     let path = c.join(&index.entries[0].file);

@@ -70,10 +70,9 @@ impl Dataset {
     pub fn from_folder(root: &Path) -> Result<Dataset> {
         let mut labels = Vec::new();
         for entry in read_dir_sorted(root)? {
-            if entry.is_dir() {
-                if let Some(name) = entry.file_name().and_then(|n| n.to_str()) {
-                    labels.push(name.to_string());
-                }
+            if let (true, Some(name)) = (entry.is_dir(), entry.file_name().and_then(|n| n.to_str()))
+            {
+                labels.push(name.to_string());
             }
         }
         if labels.is_empty() {

@@ -59,7 +59,11 @@ impl Default for SynthOptions {
 impl SynthOptions {
     /// Checks sizes (H.264 4:2:0 needs even sides), rate and length.
     pub fn validate(&self) -> Result<()> {
-        if self.width < 32 || self.height < 32 || self.width % 2 != 0 || self.height % 2 != 0 {
+        if self.width < 32
+            || self.height < 32
+            || !self.width.is_multiple_of(2)
+            || !self.height.is_multiple_of(2)
+        {
             return Err(TrainError::InvalidArgument(format!(
                 "size {}x{}: sides must be even and at least 32",
                 self.width, self.height
@@ -192,7 +196,7 @@ fn class_motion(class: usize, w: f32, h: f32, rng: &mut StdRng) -> Motion {
             let from = place(rng, radius);
             let mut a = from;
             let mut b = from;
-            let (s, e) = if class % 2 == 0 {
+            let (s, e) = if class.is_multiple_of(2) {
                 (start + d, start)
             } else {
                 (start, start + d)
