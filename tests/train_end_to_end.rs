@@ -114,6 +114,7 @@ fn options(epochs: usize) -> TrainOptions {
         min_crop_scale: 0.9,
         grad_clip: Some(5.0),
         seed: 5,
+        init_from: None,
     }
 }
 

@@ -246,3 +246,96 @@ fn cache_skips_undecodable_videos_and_resumes() {
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     assert!(cache::read_video(&path).is_err());
 }
+
+#[test]
+fn init_from_a_torchvision_resnet_fills_both_streams_and_averages_flow_conv1() {
+    use revstream::model::Config;
+    use revstream::train::checkpoint::{self, ModelFile, Preprocessing};
+    use std::collections::HashMap;
+
+    let mut cfg = Config::tiny(4);
+    cfg.reversible = false;
+    cfg.temporal_units = vec![[1, 1]];
+    let model = ModelFile {
+        architecture: cfg,
+        preprocessing: Preprocessing {
+            segments: 1,
+            short_side: None,
+            mean: [0.5; 3],
+            std: [0.25; 3],
+            flow_bound: 20.0,
+        },
+        labels: (0..4).map(|i| i.to_string()).collect(),
+    };
+    // A "torchvision" file: another model's appearance stream with the prefix removed,
+    // its temporal weight given as the 2-D centre tap, and a 1000-class classifier.
+    let (source, _) = revstream::train::trainer::build(&model, 1).unwrap();
+    let mut file: HashMap<String, Tensor> = HashMap::new();
+    for (k, v) in source.data().lock().unwrap().iter() {
+        if let Some(name) = k.strip_prefix("appearance.") {
+            let t = v.as_tensor().clone();
+            let t = if t.rank() == 5 {
+                t.narrow(2, 1, 1).unwrap().squeeze(2).unwrap()
+            } else {
+                t
+            };
+            file.insert(name.to_string(), t);
+        }
+    }
+    file.insert(
+        "fc.weight".into(),
+        Tensor::zeros((1000, 64), candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("resnet.safetensors");
+    candle_core::safetensors::save(&file, &path).unwrap();
+
+    let (target, _) = revstream::train::trainer::build(&model, 2).unwrap();
+    let (loaded, skipped) = checkpoint::init_from(&target, &path).unwrap();
+    assert!(
+        loaded > 20 && skipped >= 2,
+        "{loaded} loaded, {skipped} skipped"
+    );
+    let data = target.data().lock().unwrap();
+    let src = source.data().lock().unwrap();
+    let get = |m: &HashMap<String, Var>, k: &str| {
+        m[k].as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    assert_eq!(
+        get(&data, "appearance.layer1.0.conv1.weight"),
+        get(&src, "appearance.layer1.0.conv1.weight")
+    );
+    assert_eq!(
+        get(&data, "motion.layer3.1.conv2.weight"),
+        get(&src, "appearance.layer3.1.conv2.weight")
+    );
+    // Temporal unit: each tap is the 2-D weight / 3.
+    let tw = data["motion.layer2.1.conv1.weight"].as_tensor().clone();
+    let centre = src["appearance.layer2.1.conv1.weight"]
+        .as_tensor()
+        .narrow(2, 1, 1)
+        .unwrap();
+    let diff = (tw.narrow(2, 0, 1).unwrap() - (centre / 3.0).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap();
+    assert!(diff.max_all().unwrap().to_scalar::<f32>().unwrap() < 1e-6);
+    // Flow conv1: the RGB conv1 averaged over its 3 input channels, on each of 2L channels.
+    let rgb = data["appearance.conv1.weight"].as_tensor().clone();
+    let flow = data["motion.conv1.weight"].as_tensor().clone();
+    assert_eq!(flow.dim(1).unwrap(), 4);
+    let mean = rgb.mean_keepdim(1).unwrap();
+    for c in 0..4 {
+        let d = (flow.narrow(1, c, 1).unwrap() - &mean)
+            .unwrap()
+            .abs()
+            .unwrap();
+        assert!(d.max_all().unwrap().to_scalar::<f32>().unwrap() < 1e-6);
+    }
+    // The classifier (1000 classes) did not fit and kept its own initialisation.
+    assert_eq!(data["appearance.fc.weight"].dims(), &[4, 64]);
+}

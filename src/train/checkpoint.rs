@@ -127,7 +127,8 @@ pub fn export(dir: &Path, vars: &VarMap, model: &ModelFile, readme: &str) -> Res
 
 /// Re-initialises every conv/linear weight from `seed` (Kaiming-uniform, as candle-nn
 /// does) and zeroes linear biases, so a run is reproducible: candle's CPU generator
-/// cannot be seeded. BatchNorm parameters and statistics keep their constant inits.
+/// cannot be seeded. Temporal weights `(out, in, 3, kh, kw)` get one 2-D draw divided by
+/// 3 on each tap, as the model initialises them. BatchNorm keeps its constant inits.
 pub fn seeded_init(vars: &VarMap, seed: u64) -> Result<()> {
     let data = vars
         .data()
@@ -140,15 +141,68 @@ pub fn seeded_init(vars: &VarMap, seed: u64) -> Result<()> {
         let var = &data[name];
         let dims = var.dims().to_vec();
         if name.ends_with("weight") && dims.len() >= 2 {
-            let fan_in: usize = dims[1..].iter().product();
+            let temporal = dims.len() == 5;
+            let spatial: Vec<usize> = if temporal {
+                vec![dims[0], dims[1], dims[3], dims[4]]
+            } else {
+                dims.clone()
+            };
+            let fan_in: usize = spatial[1..].iter().product();
             let bound = (6.0 / fan_in as f64).sqrt() as f32;
-            let values: Vec<f32> = (0..var.elem_count())
-                .map(|_| rng.random_range(-bound..bound))
-                .collect();
-            var.set(&Tensor::from_vec(values, dims, &Device::Cpu)?)?;
+            let n: usize = spatial.iter().product();
+            let values: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..bound)).collect();
+            let w = Tensor::from_vec(values, spatial, &Device::Cpu)?;
+            var.set(&spatial_to_var(&w, &dims)?)?;
         } else if name.ends_with("fc.bias") {
             var.set(&var.zeros_like()?)?;
         }
     }
     Ok(())
+}
+
+/// A 2-D weight `(out, in, kh, kw)` shaped for a variable of `dims`: as is, or for a
+/// temporal variable `(out, in, 3, kh, kw)` divided by 3 on each tap.
+fn spatial_to_var(w: &Tensor, dims: &[usize]) -> Result<Tensor> {
+    if dims.len() == 5 && w.rank() == 4 {
+        let tap = (w.unsqueeze(2)? / 3.0)?;
+        return Ok(Tensor::cat(&[&tap, &tap, &tap], 2)?);
+    }
+    Ok(w.clone())
+}
+
+/// Initialises both streams from a torchvision-named ResNet (`conv1.weight`,
+/// `layer1.0.bn1.running_mean`, ...): the appearance stream takes the tensors as they are,
+/// the motion stream the same except `conv1`, averaged over the RGB channels and
+/// replicated to its 2L channels. Temporal convolutions get the 2-D weight / 3 per tap.
+/// Tensors that do not fit (the classifier, other widths) are left as they were.
+/// Returns (tensors loaded, tensors skipped).
+pub fn init_from(vars: &VarMap, path: &Path) -> Result<(usize, usize)> {
+    let file = candle_core::safetensors::load(path, &Device::Cpu)?;
+    let data = vars
+        .data()
+        .lock()
+        .map_err(|_| TrainError::InvalidArgument("poisoned var map".into()))?;
+    let (mut loaded, mut skipped) = (0, 0);
+    for (key, tensor) in &file {
+        for stream in ["appearance", "motion"] {
+            let Some(var) = data.get(&format!("{stream}.{key}")) else {
+                skipped += 1;
+                continue;
+            };
+            let dims = var.dims().to_vec();
+            let mut t = tensor.to_dtype(candle_core::DType::F32)?;
+            if stream == "motion" && key == "conv1.weight" && t.rank() == 4 && dims.len() == 4 {
+                t = t.mean_keepdim(1)?.repeat((1, dims[1], 1, 1))?;
+            }
+            let t = spatial_to_var(&t, &dims)?;
+            if t.dims() == dims.as_slice() {
+                var.set(&t)?;
+                loaded += 1;
+            } else {
+                tracing::debug!(key, stream, "init-from: shape differs, left as initialised");
+                skipped += 1;
+            }
+        }
+    }
+    Ok((loaded, skipped))
 }

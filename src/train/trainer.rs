@@ -47,6 +47,8 @@ pub struct TrainOptions {
     pub grad_clip: Option<f64>,
     /// Seed of initialisation, shuffling, sampling and augmentation.
     pub seed: u64,
+    /// A torchvision-named ResNet safetensors file to start both streams from.
+    pub init_from: Option<PathBuf>,
 }
 
 impl Default for TrainOptions {
@@ -66,6 +68,7 @@ impl Default for TrainOptions {
             min_crop_scale: 0.8,
             grad_clip: Some(5.0),
             seed: 0,
+            init_from: None,
         }
     }
 }
@@ -215,8 +218,14 @@ pub fn train(
         optim.load_state(optim_state, saved.step);
         tracing::info!(epoch = saved.epoch, step = saved.step, "resuming");
         state = saved;
-    } else if run.metrics().exists() {
-        std::fs::remove_file(run.metrics()).map_err(|e| TrainError::io(run.metrics(), e))?;
+    } else {
+        if run.metrics().exists() {
+            std::fs::remove_file(run.metrics()).map_err(|e| TrainError::io(run.metrics(), e))?;
+        }
+        if let Some(path) = &opts.init_from {
+            let (loaded, skipped) = checkpoint::init_from(&vars, path)?;
+            tracing::info!(loaded, skipped, from = %path.display(), "initialised from a ResNet");
+        }
     }
 
     for epoch in state.epoch..opts.epochs {

@@ -78,6 +78,9 @@ pub struct TrainArgs {
     /// Seed of initialisation, split, shuffling and augmentation.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Start both streams from a torchvision-named ResNet safetensors file.
+    #[arg(long)]
+    pub init_from: Option<PathBuf>,
     /// Continue from OUT/checkpoint.
     #[arg(long)]
     pub resume: bool,
@@ -224,6 +227,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         min_crop_scale: args.min_crop_scale,
         grad_clip: Some(5.0),
         seed: args.seed,
+        init_from: args.init_from.clone(),
     };
     let steps = train.len().div_ceil(args.batch_size.max(1));
     let bar = ProgressBar::new((steps * args.epochs) as u64).with_style(
