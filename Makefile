@@ -2,7 +2,7 @@
 # Both install what is missing first (Debian/Ubuntu; the Rust toolchain is assumed).
 
 APT_PACKAGES := libavcodec-dev libavformat-dev libavutil-dev libswscale-dev \
-                pkg-config clang libclang-dev ffmpeg
+                pkg-config clang libclang-dev ffmpeg python3-venv python3-pip
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 .PHONY: deps serve test bench fmt lint

@@ -1,3 +1,16 @@
 //! Training: datasets, MotionShapes synthesis, reversible backpropagation.
 
+pub mod augment;
+pub mod batch;
+pub mod cache;
+pub mod checkpoint;
+pub mod dataset;
+pub mod error;
+pub mod metrics;
+pub mod optim;
+pub mod plots;
 pub mod revprop;
+pub mod synth;
+pub mod trainer;
+
+pub use error::{Result, TrainError};

@@ -1,7 +1,11 @@
 //! revstream-trainer: datasets, optical flow, training and evaluation.
 
+mod eval;
 mod export_onnx;
 mod flow;
+mod prepare;
+mod synth;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +24,14 @@ enum Command {
     Flow(flow::FlowArgs),
     /// Export a trained model folder to ONNX (model.onnx).
     ExportOnnx(export_onnx::ExportOnnxArgs),
+    /// Generate the MotionShapes synthetic dataset as H.264 videos.
+    Synth(synth::SynthArgs),
+    /// Decode videos and compute their flow once into an on-disk cache.
+    Prepare(prepare::PrepareArgs),
+    /// Train a two-stream model from a cache and export it.
+    Train(Box<train::TrainArgs>),
+    /// Evaluate a model folder on a labelled dataset.
+    Eval(eval::EvalArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,5 +44,9 @@ fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Command::Flow(args) => flow::run(args),
         Command::ExportOnnx(args) => export_onnx::run(args),
+        Command::Synth(args) => synth::run(args),
+        Command::Prepare(args) => prepare::run(args),
+        Command::Train(args) => train::run(*args),
+        Command::Eval(args) => eval::run(args),
     }
 }
