@@ -42,12 +42,13 @@ CONF
 export CONTAINERS_STORAGE_CONF=$CTR/storage.conf CONTAINERS_CONF=$CTR/containers.conf
 
 # No registry is reachable: make the slim base from Debian's packages.
-mirror=$(grep -hoE 'https?://[^ ]+/debian/?' /etc/apt/sources.list /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1)
+mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
+  | grep -E '^(URIs:|deb )' | grep -oE 'https?://[^ ]+/debian/?' | head -n1 || true)
 debootstrap --variant=minbase bookworm "$CTR/rootfs" "${mirror:-http://deb.debian.org/debian}" >/dev/null
 tar -C "$CTR/rootfs" -c . | podman import - localhost/debian:bookworm-slim >/dev/null
 
 cargo build --release --bins
-podman build --network=host --target prebuilt -t "$IMAGE" -f docker/Dockerfile . >/dev/null
+podman build --format docker --network=host --target prebuilt -t "$IMAGE" -f docker/Dockerfile . >/dev/null
 size=$(podman image inspect "$IMAGE" --format '{{.Size}}')
 
 start=$(date +%s.%N)
@@ -66,6 +67,7 @@ echo "$body" | python3 -c 'import json,sys; r=json.load(sys.stdin); p=r["predict
 code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: video/mp4' --data-binary 'not a video' "http://127.0.0.1:$PORT/v1/predict")
 [ "$code" = 422 ] || { echo "expected 422 for a non-video upload, got $code" >&2; exit 1; }
 [ "$(podman inspect "$NAME" --format '{{.State.Running}}')" = true ]
+podman healthcheck run "$NAME" || { echo "the image's HEALTHCHECK failed" >&2; exit 1; }
 
 awk -v s="$size" -v a="$start" -v b="$ready" \
   'BEGIN { printf "image size: %.1f MB\nstart-up to healthy: %.2f s\ncontainer test passed\n", s / 1e6, b - a }'
