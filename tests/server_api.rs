@@ -309,26 +309,10 @@ async fn api_key_guards_v1_but_not_health() {
 #[tokio::test]
 async fn describes_models_and_health() {
     let server = TestServer::start(|_| {}).await;
-    let health: Value = server
-        .client
-        .get(server.url("/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = server.get_json("/health").await;
     assert_eq!(health["status"], "ok");
     for path in ["/v1/models/default", "/v1/models/tiny"] {
-        let model: Value = server
-            .client
-            .get(server.url(path))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let model: Value = server.get_json(path).await;
         assert_eq!(model["name"], "tiny");
         assert_eq!(model["labels"], serde_json::json!(LABELS));
         assert_eq!(
@@ -341,15 +325,7 @@ async fn describes_models_and_health() {
         );
         assert_eq!(model["status"], "ready");
     }
-    let list: Value = server
-        .client
-        .get(server.url("/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = server.get_json("/v1/models").await;
     assert_eq!(list["models"].as_array().map(Vec::len), Some(1));
     server.stop().await;
 }
@@ -357,15 +333,7 @@ async fn describes_models_and_health() {
 #[tokio::test]
 async fn openapi_lists_every_route_and_docs_are_served() {
     let server = TestServer::start(|_| {}).await;
-    let spec: Value = server
-        .client
-        .get(server.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec: Value = server.get_json("/openapi.json").await;
     let expected = [
         ("/v1/predict", "post"),
         ("/v1/jobs", "post"),
@@ -555,15 +523,7 @@ async fn json_and_protobuf_share_one_schema() {
     assert_eq!(keys(&body["predictions"][0]), fields("Prediction"));
     assert_eq!(keys(&body["video"]), fields("VideoSummary"));
     assert_eq!(keys(&body["timings_ms"]), fields("Timings"));
-    let model: Value = server
-        .client
-        .get(server.url("/v1/models/tiny"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let model: Value = server.get_json("/v1/models/tiny").await;
     assert_eq!(keys(&model), fields("ModelInfo"));
     assert_eq!(keys(&model["input"]), fields("InputSpec"));
     let error: Value = server

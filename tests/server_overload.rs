@@ -89,15 +89,7 @@ async fn a_model_that_fails_to_load_keeps_health_at_503() {
         "not_ready",
     )
     .await;
-    let model: Value = server
-        .client
-        .get(server.url("/v1/models/broken"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let model: Value = server.get_json("/v1/models/broken").await;
     assert_eq!(model["status"], "failed");
     server.stop().await;
 }

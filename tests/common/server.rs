@@ -134,6 +134,12 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
+    /// GETs `path` and parses its JSON body.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let response = self.client.get(self.url(path)).send().await.unwrap();
+        response.json().await.unwrap()
+    }
+
     /// POSTs `bytes` as an MP4 body to `path`.
     pub async fn post_video(&self, path: &str, bytes: Vec<u8>) -> reqwest::Response {
         self.client
