@@ -58,6 +58,7 @@ impl ServedModel {
             mean: pre.mean,
             std: pre.std,
             flow_bound: pre.flow_bound,
+            flow_fps: pre.flow_fps,
             tvl1: preset.params(),
         };
         let warmup = warmup_inputs(&preprocessing)?;
