@@ -47,7 +47,9 @@ fn make_model(python: &Path, dir: &Path, name: &str, args: &[&str]) -> PathBuf {
 fn colour_video(dir: &Path, hex: &str) -> Vec<u8> {
     let source = format!("color=c=0x{hex}:size=64x48:rate=10:duration=2");
     let name = format!("{hex}.mp4");
-    let args = ["-f", "lavfi", "-i", &source, "-c:v", "libx264", "-pix_fmt", "yuv420p"];
+    let args = [
+        "-f", "lavfi", "-i", &source, "-c:v", "libx264", "-pix_fmt", "yuv420p",
+    ];
     std::fs::read(make_video(dir, &name, &args)).unwrap()
 }
 
@@ -96,7 +98,11 @@ async fn colour_models_in_every_layout_answer_through_the_server() {
             ]
         },
         // The default backend is candle: an external folder picks ONNX Runtime itself.
-        |c| c.ort_library = Some(library),
+        |c| {
+            c.ort_library = Some(library);
+            c.job_window_s = 1.0;
+            c.job_step_s = 1.0;
+        },
     )
     .await;
 
@@ -105,8 +111,18 @@ async fn colour_models_in_every_layout_answer_through_the_server() {
     assert_eq!(info["labels"], serde_json::json!(["red", "green", "blue"]));
     let input = &info["input"];
     assert_eq!(
-        (&input["frames"], &input["size"], &input["flow_stack"], &input["preset"]),
-        (&Value::from(4), &Value::from(32), &Value::from(0), &Value::from("none")),
+        (
+            &input["frames"],
+            &input["size"],
+            &input["flow_stack"],
+            &input["preset"]
+        ),
+        (
+            &Value::from(4),
+            &Value::from(32),
+            &Value::from(0),
+            &Value::from("none")
+        ),
         "{info}"
     );
 
@@ -131,13 +147,19 @@ async fn colour_models_in_every_layout_answer_through_the_server() {
             // The two other colours are both at zero after ReLU: equal shares.
             let others: Vec<f64> = (0..3).filter(|&i| i != class).map(|i| s[i]).collect();
             assert!((others[0] - others[1]).abs() < 1e-6, "{model}: {s:?}");
-            assert!(((s.iter().sum::<f64>()) - 1.0).abs() < 1e-5, "{model}: {s:?}");
+            assert!(
+                ((s.iter().sum::<f64>()) - 1.0).abs() < 1e-5,
+                "{model}: {s:?}"
+            );
             // No optical flow is computed for an RGB-only model.
             assert_eq!(body["timings_ms"]["flow"], 0.0, "{model}: {body}");
+            eprintln!("{model} {label}: {s:?}");
             by_layout.push(s);
         }
         for (model, s) in ["ntchw", "nchw"].iter().zip(&by_layout[1..]) {
-            let diff = (0..3).map(|i| (s[i] - by_layout[0][i]).abs()).fold(0.0, f64::max);
+            let diff = (0..3)
+                .map(|i| (s[i] - by_layout[0][i]).abs())
+                .fold(0.0, f64::max);
             assert!(
                 diff <= LAYOUT_TOLERANCE,
                 "{label}: {model} differs from ncthw by {diff}"
@@ -145,23 +167,53 @@ async fn colour_models_in_every_layout_answer_through_the_server() {
         }
     }
 
-    // The same contract holds for segments and jobs: three segments, still red.
-    let red = colour_video(server.dir.path(), "FF0000");
+    // Segments and jobs use the same sampling: a clip that is red for 2 s, then blue
+    // for 2 s, gives a timeline of 1 s windows red, red, blue, blue, and two segments
+    // of the whole clip average to a tie between red and blue.
+    let args = [
+        "-filter_complex",
+        "color=c=0xFF0000:size=64x48:rate=10:duration=2[a];\
+         color=c=0x0000FF:size=64x48:rate=10:duration=2[b];[a][b]concat=n=2:v=1",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+    ];
+    let video = std::fs::read(make_video(server.dir.path(), "red-blue.mp4", &args)).unwrap();
     let response = server
-        .post_video("/v1/predict?model=ncthw&segments=3&top_k=1", red)
+        .post_video("/v1/jobs?model=ntchw&top_k=1&segments=2", video)
         .await;
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["predictions"][0]["label"], "red", "{body}");
+    assert_eq!(response.status(), 202);
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let view = loop {
+        let view = server.get_json(&format!("/v1/jobs/{id}")).await;
+        if !matches!(view["status"].as_str(), Some("queued" | "running")) {
+            break view;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(view["status"], "done", "{view}");
+    let timeline: Vec<&str> = view["result"]["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["predictions"][0]["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(timeline, ["red", "red", "blue", "blue"], "{view}");
+    let whole = &view["result"]["whole"]["predictions"][0];
+    // One segment per colour: each at about (PURE + share) / 2, far from green's share.
+    let score = whole["score"].as_f64().unwrap();
+    assert!((0.48..0.50).contains(&score), "{view}");
     server.stop().await;
 }
 
 /// Starts a server on one folder and returns the model's start-up failure.
 async fn load_error(folder: PathBuf, library: PathBuf) -> String {
-    let server = TestServer::start_unready(
-        |_| vec![folder],
-        |c| c.ort_library = Some(library),
-    )
-    .await;
+    let server =
+        TestServer::start_unready(|_| vec![folder], |c| c.ort_library = Some(library)).await;
     let err = server.state.models.wait_loaded().await.unwrap_err();
     // A failed model answers 503 not_ready, never a wrong prediction.
     let response = server.post_video("/v1/predict", vec![0; 16]).await;
@@ -216,7 +268,9 @@ async fn a_config_that_disagrees_with_the_graph_fails_at_start_up() {
         "{err}"
     );
 
-    let wrong_labels = folder("labels", &|c| c["labels"] = serde_json::json!(["red", "green"]));
+    let wrong_labels = folder("labels", &|c| {
+        c["labels"] = serde_json::json!(["red", "green"])
+    });
     let err = load_error(wrong_labels, library.clone()).await;
     assert!(
         err.contains(r#"output "scores" gives 3 classes, config.json has 2 labels"#),
@@ -234,6 +288,9 @@ async fn a_config_that_disagrees_with_the_graph_fails_at_start_up() {
     let nonsense = folder("nonsense", &|c| c["input"]["layuot"] = "NCTHW".into());
     let mut config = revstream::server::ServerConfig::with_models(vec![nonsense]);
     config.ort_library = Some(library);
-    let err = revstream::server::AppState::new(config).err().unwrap().to_string();
+    let err = revstream::server::AppState::new(config)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("unknown field `layuot`"), "{err}");
 }

@@ -238,8 +238,7 @@ mod tests {
         assert_eq!(s.input.unit_mean_std(), ([0.0; 3], [1.0; 3]));
         assert_eq!(s.input.frame_stride, None);
         assert_eq!(Layout::Ncthw.dims(2, 16, 112), vec![2, 3, 16, 112, 112]);
-        let back: ExternalSpec =
-            serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        let back: ExternalSpec = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
         assert_eq!(back, s);
     }
 
@@ -262,9 +261,20 @@ mod tests {
         let typo = MINIMAL.replace(r#""size": 112"#, r#""size": 112, "sise": 3"#);
         assert!(spec(&typo).unwrap_err().contains("unknown field `sise`"));
         let layout = MINIMAL.replace("NCTHW", "NHWC");
-        assert!(spec(&layout).unwrap_err().contains("unknown variant `NHWC`"));
-        let escape = MINIMAL.replace(r#""format": "onnx","#, r#""format": "onnx", "file": "../x.onnx","#);
-        assert!(spec(&escape).unwrap_err().contains("inside the model folder"));
+        assert!(
+            spec(&layout)
+                .unwrap_err()
+                .contains("unknown variant `NHWC`")
+        );
+        let escape = MINIMAL.replace(
+            r#""format": "onnx","#,
+            r#""format": "onnx", "file": "../x.onnx","#,
+        );
+        assert!(
+            spec(&escape)
+                .unwrap_err()
+                .contains("inside the model folder")
+        );
         let no_labels = MINIMAL.replace(r#"["a", "b"]"#, "[]");
         assert!(spec(&no_labels).unwrap_err().contains("labels"));
     }

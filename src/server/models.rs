@@ -163,7 +163,10 @@ fn native(
     let load: Loader = Box::new(move || match backend {
         BackendKind::Candle => {
             let device = device::parse(&device_name)?;
-            Ok(Box::new(CandleBackend::load(&arch, &weights, device, max_batch)?) as Box<dyn Backend>)
+            Ok(
+                Box::new(CandleBackend::load(&arch, &weights, device, max_batch)?)
+                    as Box<dyn Backend>,
+            )
         }
         BackendKind::Ort => load_ort(&model_dir, ort_library, &device_name, max_batch),
     });
@@ -196,9 +199,8 @@ fn external(
     let max_batch = config.max_batch;
     let ort_library = config.ort_library.clone();
     let model_dir = dir.to_path_buf();
-    let load: Loader = Box::new(move || {
-        load_ort_rgb(&model_dir, &spec, ort_library, &device_name, max_batch)
-    });
+    let load: Loader =
+        Box::new(move || load_ort_rgb(&model_dir, &spec, ort_library, &device_name, max_batch));
     (Preparation::Rgb(preprocessing), segments, "none", load)
 }
 
