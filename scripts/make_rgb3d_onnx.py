@@ -27,14 +27,14 @@ from onnx import TensorProto, helper, numpy_helper
 LABELS = ["red", "green", "blue"]
 
 
-def build(layout, frames, size, kind, input_name, output_name, gain):
-    """The ONNX model for one layout; the batch axis is dynamic."""
+def build(layout, frames, size, kind, input_name, output_name, gain, batch):
+    """The ONNX model for one layout; `batch` is "batch" (dynamic) or a number."""
     if layout == "NCTHW":
-        shape = ["batch", 3, frames, size, size]
+        shape = [batch, 3, frames, size, size]
     elif layout == "NTCHW":
-        shape = ["batch", frames, 3, size, size]
+        shape = [batch, frames, 3, size, size]
     else:
-        shape = ["batch", 3, size, size]
+        shape = [batch, 3, size, size]
     spatial = [min(3, size)] * 2
     kernel = ([min(3, frames)] if layout != "NCHW" else []) + spatial
     weight = np.zeros([3, 3] + kernel, dtype=np.float32)
@@ -65,7 +65,7 @@ def build(layout, frames, size, kind, input_name, output_name, gain):
         nodes,
         f"rgb_colour_{layout.lower()}",
         [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, shape)],
-        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["batch", 3])],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, [batch, 3])],
         init,
     )
     model = helper.make_model(
@@ -115,6 +115,7 @@ def main():
     p.add_argument("--output-name", default="scores")
     p.add_argument("--segments", type=int, default=1)
     p.add_argument("--gain", type=float, default=4.0, help="logit per unit of colour")
+    p.add_argument("--fixed-batch", action="store_true", help="batch axis fixed at 1")
     args = p.parse_args()
     if args.layout == "NCHW":
         args.frames = 1
@@ -128,6 +129,7 @@ def main():
         args.input_name,
         args.output_name,
         args.gain,
+        1 if args.fixed_batch else "batch",
     )
     args.out.mkdir(parents=True, exist_ok=True)
     onnx.save(model, args.out / "model.onnx")

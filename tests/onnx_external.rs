@@ -70,7 +70,7 @@ async fn colour_models_in_every_layout_answer_through_the_server() {
     let library = onnx_common::ort_library();
     // NCTHW: 4 frames spread over the clip, 0..1 values, logits out.
     // NTCHW: 4 consecutive frames 2 apart, 0..255 values, a Softmax in the graph.
-    // NCHW: one frame, as an image classifier.
+    // NCHW: one frame, as an image classifier exported with a fixed batch of 1.
     let server = TestServer::start_with_models(
         |dir| {
             vec![
@@ -94,7 +94,7 @@ async fn colour_models_in_every_layout_answer_through_the_server() {
                         "probs",
                     ],
                 ),
-                make_model(&python, dir, "nchw", &["--layout", "NCHW"]),
+                make_model(&python, dir, "nchw", &["--layout", "NCHW", "--fixed-batch"]),
             ]
         },
         // The default backend is candle: an external folder picks ONNX Runtime itself.
@@ -166,6 +166,19 @@ async fn colour_models_in_every_layout_answer_through_the_server() {
             );
         }
     }
+
+    // Three segments on the fixed-batch graph run one sample at a time.
+    let green = colour_video(server.dir.path(), "00FF00");
+    let response = server
+        .post_video("/v1/predict?model=nchw&segments=3&top_k=3", green)
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["predictions"][0]["label"], "green", "{body}");
+    assert!(
+        (PURE_LOW..=PURE + 1e-5).contains(&scores(&body)[1]),
+        "{body}"
+    );
 
     // Segments and jobs use the same sampling: a clip that is red for 2 s, then blue
     // for 2 s, gives a timeline of 1 s windows red, red, blue, blue, and two segments

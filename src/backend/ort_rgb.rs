@@ -142,21 +142,21 @@ fn check_contract(
     if ty != TensorElementType::Float32 {
         return Err(format!("input {:?} takes {ty}, not float32", want.name));
     }
-    let expected = want
-        .layout
-        .dims(0, want.frames, want.size as usize)
-        .into_iter()
-        .map(|d| d as i64);
     let layout = want.layout;
-    if shape.len() != want.layout.rank() {
+    if shape.len() != layout.rank() {
         return Err(format!(
             "input {:?} has rank {} (shape {shape:?}), layout {layout} needs rank {}",
             want.name,
             shape.len(),
-            want.layout.rank()
+            layout.rank()
         ));
     }
-    let expected: Vec<i64> = expected.collect();
+    // Axes after the batch; the batch (0 here) is checked on its own below.
+    let expected: Vec<i64> = layout
+        .dims(0, want.frames, want.size as usize)
+        .into_iter()
+        .map(|d| d as i64)
+        .collect();
     let clash = shape
         .iter()
         .zip(&expected)

@@ -222,6 +222,23 @@ mod tests {
     }
 
     #[test]
+    fn requests_without_flow_batch_like_any_other() {
+        // The batching queue concatenates requests and splits batches along the sample
+        // axis, empty flow included.
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = video(dir.path(), "color=c=0xFF0000:size=32x32:rate=10:duration=1");
+        let frames = v.info().frames;
+        let pre = pre(ChannelOrder::Rgb, None);
+        let a = prepare(&mut v, &pre, (0, frames), 1, &Cancel::default()).unwrap();
+        let b = prepare(&mut v, &pre, (0, frames), 2, &Cancel::default()).unwrap();
+        let flow = Tensor::cat(&[&a.flow, &b.flow], 0).unwrap();
+        assert_eq!(flow.dims(), &[3, 4, 0, 16, 16]);
+        assert_eq!(flow.narrow(0, 1, 2).unwrap().dims(), &[2, 4, 0, 16, 16]);
+        let rgb = Tensor::cat(&[&a.rgb, &b.rgb], 0).unwrap();
+        assert_eq!(rgb.narrow(0, 1, 2).unwrap().dims(), &[2, 4, 3, 16, 16]);
+    }
+
+    #[test]
     fn spread_and_strided_sampling_pick_the_configured_frames() {
         let starts = |s: Sampling| match s {
             Sampling::Starts {
