@@ -11,9 +11,10 @@ use crate::model::Config;
 /// How RGB frames and optical flow are turned into the network's inputs.
 ///
 /// RGB: the first frame of each position's clip, `(v / 255 - mean) / std` per channel.
-/// Flow: the L fields between the clip's L + 1 consecutive frames, as planes
-/// u0, v0, u1, v1, ..., each clipped to ±`flow_bound` pixels, quantised to 8 bits
-/// (`flow::encode::quantize`) and mapped to -1..1 (`q * 2 / 255 - 1`).
+/// Flow: the L fields between the clip's L + 1 frames (consecutive, or `1 / flow_fps`
+/// seconds apart, see [`flow_timing`]), as planes u0, v0, u1, v1, ..., each clipped to
+/// ±`flow_bound` pixels, quantised to 8 bits (`flow::encode::quantize`) and mapped to
+/// -1..1 (`q * 2 / 255 - 1`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PreprocessingSpec {
@@ -28,6 +29,25 @@ pub struct PreprocessingSpec {
     pub std: [f32; 3],
     /// Flow clip bound in pixels.
     pub flow_bound: f32,
+    /// Flow fields per second of video: frames `1 / flow_fps` s apart, displacements
+    /// rescaled to that interval, so motion reads the same at any frame rate
+    /// (`None`: consecutive frames, in pixels per frame).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow_fps: Option<f64>,
+}
+
+/// Frame stride and displacement scale for flow `1 / flow_fps` s apart in a video at
+/// `video_fps`: the nearest whole stride (at least 1), and the factor that rescales the
+/// stride's displacements to exactly that interval. `None`, or an unknown rate, gives
+/// consecutive frames unscaled.
+pub fn flow_timing(flow_fps: Option<f64>, video_fps: f64) -> (usize, f32) {
+    match flow_fps {
+        Some(rate) if rate > 0.0 && video_fps.is_finite() && video_fps > 0.0 => {
+            let stride = (video_fps / rate).round().max(1.0);
+            (stride as usize, (video_fps / (stride * rate)) as f32)
+        }
+        _ => (1, 1.0),
+    }
 }
 
 impl Default for PreprocessingSpec {
@@ -38,6 +58,7 @@ impl Default for PreprocessingSpec {
             mean: [0.485, 0.456, 0.406],
             std: [0.229, 0.224, 0.225],
             flow_bound: 20.0,
+            flow_fps: None,
         }
     }
 }
@@ -88,6 +109,9 @@ impl ModelSpec {
         let p = &self.preprocessing;
         if p.segments == 0 || p.flow_bound <= 0.0 || p.std.iter().any(|&s| s <= 0.0) {
             return Err("segments, flow_bound and std must be positive".to_string());
+        }
+        if p.flow_fps.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+            return Err("flow_fps must be a positive number of fields per second".to_string());
         }
         Ok(())
     }
@@ -174,5 +198,19 @@ mod tests {
         std::fs::write(dir.path().join("config.json"), unknown).unwrap();
         let err = ModelFolder::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("unknown variant `tflite`"), "{err}");
+    }
+
+    #[test]
+    fn flow_timing_picks_the_nearest_stride_and_rescales_to_the_interval() {
+        assert_eq!(flow_timing(None, 25.0), (1, 1.0));
+        assert_eq!(flow_timing(Some(12.5), 25.0), (2, 1.0));
+        // 30 fps at 12 fields/s: stride 2.5 rounds to 3 (0.1 s), rescaled to 1/12 s.
+        let (stride, scale) = flow_timing(Some(12.0), 30.0);
+        assert_eq!(stride, 3);
+        assert!((scale - 30.0 / 36.0).abs() < 1e-6, "{scale}");
+        // Slower video than the field rate: consecutive frames, scaled down.
+        let (stride, scale) = flow_timing(Some(12.0), 6.0);
+        assert_eq!((stride, scale), (1, 0.5));
+        assert_eq!(flow_timing(Some(12.0), f64::NAN), (1, 1.0));
     }
 }

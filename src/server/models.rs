@@ -152,6 +152,7 @@ fn native(
         mean: pre.mean,
         std: pre.std,
         flow_bound: pre.flow_bound,
+        flow_fps: pre.flow_fps,
         tvl1: preset.params(),
     };
     let weights: PathBuf = dir.join("model.safetensors");

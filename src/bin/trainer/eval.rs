@@ -80,6 +80,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         flow_bound: spec.preprocessing.flow_bound,
         preset: args.preset.parse::<Preset>()?,
         max_frames: 300,
+        flow_fps: spec.preprocessing.flow_fps,
     };
     let index = prepare(&args.data, &args.cache, &settings)?;
     let unknown: Vec<&String> = index
