@@ -198,6 +198,12 @@ mod tests {
         std::fs::write(dir.path().join("config.json"), unknown).unwrap();
         let err = ModelFolder::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("unknown variant `tflite`"), "{err}");
+        // The bundled model's config, written before external folders existed, is native.
+        let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
+        assert!(matches!(
+            ModelFolder::load(&bundled).unwrap(),
+            ModelFolder::Native(_)
+        ));
     }
 
     #[test]
