@@ -151,16 +151,14 @@ fn check_contract(
             layout.rank()
         ));
     }
-    // Axes after the batch; the batch (0 here) is checked on its own below.
     let expected: Vec<i64> = layout
-        .dims(0, want.frames, want.size as usize)
+        .sample_dims(want.frames, want.size as usize)
         .into_iter()
         .map(|d| d as i64)
         .collect();
-    let clash = shape
+    let clash = shape[1..]
         .iter()
         .zip(&expected)
-        .skip(1)
         .any(|(&declared, &wanted)| declared >= 0 && declared != wanted);
     if clash {
         return Err(format!(
@@ -169,7 +167,7 @@ fn check_contract(
             want.name,
             want.frames,
             want.size,
-            expected[1..]
+            expected
                 .iter()
                 .map(i64::to_string)
                 .collect::<Vec<_>>()

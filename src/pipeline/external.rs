@@ -45,12 +45,12 @@ impl Layout {
         }
     }
 
-    /// The dimensions of a batch of `n` samples of `t` frames of `size` x `size`.
-    pub fn dims(self, n: usize, t: usize, size: usize) -> Vec<usize> {
+    /// The dimensions of one sample of `t` frames of `size` x `size` (after the batch axis).
+    pub fn sample_dims(self, t: usize, size: usize) -> Vec<usize> {
         match self {
-            Layout::Ncthw => vec![n, 3, t, size, size],
-            Layout::Ntchw => vec![n, t, 3, size, size],
-            Layout::Nchw => vec![n, 3, size, size],
+            Layout::Ncthw => vec![3, t, size, size],
+            Layout::Ntchw => vec![t, 3, size, size],
+            Layout::Nchw => vec![3, size, size],
         }
     }
 }
@@ -237,7 +237,7 @@ mod tests {
         assert_eq!(s.input.channels, ChannelOrder::Rgb);
         assert_eq!(s.input.unit_mean_std(), ([0.0; 3], [1.0; 3]));
         assert_eq!(s.input.frame_stride, None);
-        assert_eq!(Layout::Ncthw.dims(2, 16, 112), vec![2, 3, 16, 112, 112]);
+        assert_eq!(Layout::Ncthw.sample_dims(16, 112), vec![3, 16, 112, 112]);
         let back: ExternalSpec = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
         assert_eq!(back, s);
     }
