@@ -93,6 +93,7 @@ fn model_file() -> ModelSpec {
             std: [0.25; 3],
             flow_bound: 4.0,
             flow_fps: None,
+            flow_preset: None,
         },
         labels: CLASSES.iter().map(|s| s.to_string()).collect(),
     }

@@ -276,6 +276,7 @@ fn init_from_a_torchvision_resnet_fills_both_streams_and_averages_flow_conv1() {
             std: [0.25; 3],
             flow_bound: 20.0,
             flow_fps: None,
+            flow_preset: None,
         },
         labels: (0..4).map(|i| i.to_string()).collect(),
     };

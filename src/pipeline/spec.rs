@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::external::ExternalSpec;
+use crate::flow::Preset;
 use crate::model::Config;
 
 /// How RGB frames and optical flow are turned into the network's inputs.
@@ -34,6 +35,10 @@ pub struct PreprocessingSpec {
     /// (`None`: consecutive frames, in pixels per frame).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flow_fps: Option<f64>,
+    /// The TV-L1 preset the model was trained with; the server uses it unless told
+    /// otherwise (`None`: `fast`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow_preset: Option<Preset>,
 }
 
 /// Frame stride and displacement scale for flow `1 / flow_fps` s apart in a video at
@@ -59,6 +64,7 @@ impl Default for PreprocessingSpec {
             std: [0.229, 0.224, 0.225],
             flow_bound: 20.0,
             flow_fps: None,
+            flow_preset: None,
         }
     }
 }

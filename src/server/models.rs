@@ -143,7 +143,11 @@ fn native(
     let arch = spec.architecture;
     let pre = spec.preprocessing;
     let size = arch.input_size as u32;
-    let preset: Preset = config.flow_preset.into();
+    let preset: Preset = config
+        .flow_preset
+        .map(Preset::from)
+        .or(pre.flow_preset)
+        .unwrap_or(Preset::Fast);
     let preprocessing = Preprocessing {
         frames: arch.frames,
         flow_stack: arch.flow_stack,
