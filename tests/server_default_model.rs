@@ -2,9 +2,9 @@
 //! (a seed no training or test split used), rendered and encoded to H.264 as a user's
 //! upload would be, come back with their class on top.
 //!
-//! The bound follows `models/default/README.md`: the model recognises translations
-//! (65–95 % per class on its test split) but not yet rotation, scaling or stillness, so
-//! only the four translation classes are asserted, against 10 % chance.
+//! The bound follows `models/default/README.md` (88.5 % top-1 on its 200-clip test
+//! split through the trainer's cache): 3 clips per class here, through the server's own
+//! decode and flow path, must reach 70 % top-1 and 90 % top-3 (chance 10 % and 30 %).
 
 mod common;
 
@@ -15,19 +15,17 @@ use revstream::train::synth::{self, LABELS, SynthOptions};
 use serde_json::Value;
 
 const SEED: u64 = 9_001;
-const CLIPS_PER_CLASS: usize = 4;
-const TRANSLATIONS: [&str; 4] = ["move_left", "move_right", "move_up", "move_down"];
+const CLIPS_PER_CLASS: usize = 3;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn translations_are_recognised_by_the_default_model() {
+async fn motion_classes_are_recognised_by_the_default_model() {
     let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
     let server = TestServer::start_with_models(|_| vec![default], |_| {}).await;
     let opts = SynthOptions::default();
     let mut correct = 0;
     let mut in_top3 = 0;
     let mut total = 0;
-    for label in TRANSLATIONS {
-        let class = LABELS.iter().position(|l| *l == label).unwrap();
+    for (class, label) in LABELS.iter().enumerate() {
         for index in 0..CLIPS_PER_CLASS {
             let seed = synth::clip_seed(SEED, class, index);
             let frames = synth::render_clip(class, &opts, seed);
@@ -44,18 +42,18 @@ async fn translations_are_recognised_by_the_default_model() {
                 .iter()
                 .map(|p| p["label"].as_str().unwrap())
                 .collect();
+            if top[0] != *label {
+                eprintln!("{label} {index}: predicted {top:?}");
+            }
             total += 1;
-            correct += usize::from(top[0] == label);
-            in_top3 += usize::from(top.contains(&label));
+            correct += usize::from(top[0] == *label);
+            in_top3 += usize::from(top.contains(label));
         }
     }
     let top1 = correct as f64 / total as f64;
     let top3 = in_top3 as f64 / total as f64;
-    eprintln!("translations: top-1 {top1:.2}, top-3 {top3:.2} over {total} clips");
-    assert!(top1 >= 0.5, "top-1 {top1:.2} on translations (chance 0.10)");
-    assert!(
-        top3 >= 0.75,
-        "top-3 {top3:.2} on translations (chance 0.30)"
-    );
+    eprintln!("all classes: top-1 {top1:.2}, top-3 {top3:.2} over {total} clips");
+    assert!(top1 >= 0.7, "top-1 {top1:.2} (chance 0.10)");
+    assert!(top3 >= 0.9, "top-3 {top3:.2} (chance 0.30)");
     server.stop().await;
 }
