@@ -292,7 +292,12 @@ fn power_iteration_finds_known_singular_pairs() {
     let x = Tensor::new(&[0.3f32, -1.0, 2.0, 0.5], &dev).unwrap();
     let scaled = power::top_singular(|t| Ok((t * 2.5)?), &x, PowerOptions::default()).unwrap();
     assert!((scaled.value - 2.5).abs() < 1e-3, "{}", scaled.value);
-    assert!(power::abs_cos(&scaled.left, &scaled.right).unwrap().unwrap() > 0.9999);
+    assert!(
+        power::abs_cos(&scaled.left, &scaled.right)
+            .unwrap()
+            .unwrap()
+            > 0.9999
+    );
 
     let d = Tensor::new(&[1.0f32, -3.0, 0.5, 2.0], &dev).unwrap();
     let diag = power::top_singular(|t| Ok(t.mul(&d)?), &x, PowerOptions::default()).unwrap();
@@ -311,7 +316,9 @@ fn power_iteration_finds_known_singular_pairs() {
     assert!(power::abs_cos(&pair.left, &b).unwrap().unwrap() > 0.9999);
     assert!(power::abs_cos(&pair.left, &pair.right).unwrap().unwrap() < 1e-4);
 
-    let line: Vec<Vec<f64>> = (0..4).map(|i| vec![i as f64, 2.0 * i as f64, 1.0]).collect();
+    let line: Vec<Vec<f64>> = (0..4)
+        .map(|i| vec![i as f64, 2.0 * i as f64, 1.0])
+        .collect();
     assert!((power::line_fraction(&line).unwrap() - 1.0).abs() < 1e-9);
     let h = 3f64.sqrt() / 2.0;
     let triangle = vec![vec![0.0, 0.0], vec![1.0, 0.0], vec![0.5, h]];
@@ -378,8 +385,16 @@ fn hand_set_branches_have_known_singular_values_and_alignment() {
     .unwrap();
     let app = &report.streams[0];
     assert_eq!(app.stream, StreamKind::Appearance);
-    assert!((app.units[0].sigma_mean - 2.0).abs() < 1e-3, "{:?}", app.units[0]);
-    assert!((app.units[1].sigma_mean - 0.5).abs() < 1e-3, "{:?}", app.units[1]);
+    assert!(
+        (app.units[0].sigma_mean - 2.0).abs() < 1e-3,
+        "{:?}",
+        app.units[0]
+    );
+    assert!(
+        (app.units[1].sigma_mean - 0.5).abs() < 1e-3,
+        "{:?}",
+        app.units[1]
+    );
     // Unit 0's Jacobian is 2 D (D a 0/1 diagonal): u = v. Unit 1 maps x2 into x1: u ⟂ v.
     assert!(app.ra2[0][0].unwrap() > 0.999, "{:?}", app.ra2);
     assert!(app.ra2[1][1].unwrap() < 1e-3, "{:?}", app.ra2);

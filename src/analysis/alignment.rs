@@ -281,7 +281,12 @@ pub fn plot(report: &AlignmentReport, dir: &Path) -> Result<Vec<PathBuf>> {
         .max()
         .unwrap_or(1);
     let path = dir.join("alignment_ra4.png");
-    plots::chart(&path, (0.0, depth.saturating_sub(1).max(1) as f64), 0.0, &series)?;
+    plots::chart(
+        &path,
+        (0.0, depth.saturating_sub(1).max(1) as f64),
+        0.0,
+        &series,
+    )?;
     files.push(path);
     Ok(files)
 }

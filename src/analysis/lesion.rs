@@ -274,10 +274,11 @@ pub fn run(
         random_pool,
         random,
         swaps,
-        definition: "a deleted unit's residual is zero: an ordinary unit becomes relu(shortcut(x)), \
+        definition:
+            "a deleted unit's residual is zero: an ordinary unit becomes relu(shortcut(x)), \
                      the identity when its shortcut is; a reversible unit becomes the identity \
                      (F and G zeroed); a projection unit keeps its projection"
-            .into(),
+                .into(),
     })
 }
 
@@ -309,7 +310,10 @@ pub fn plot(report: &LesionReport, dir: &Path) -> Result<Vec<PathBuf>> {
             },
             Series::line(expected, RED),
             Series::line(
-                vec![(0.0, report.chance_error), (k_max.max(1.0), report.chance_error)],
+                vec![
+                    (0.0, report.chance_error),
+                    (k_max.max(1.0), report.chance_error),
+                ],
                 grey,
             ),
         ],

@@ -144,11 +144,7 @@ where
     }
     let jv = jvp(&f, x, &v)?;
     let value = norm(&jv)?;
-    let left = if value == 0.0 {
-        jv
-    } else {
-        (jv / value)?
-    };
+    let left = if value == 0.0 { jv } else { (jv / value)? };
     Ok(SingularPair {
         value,
         left,

@@ -98,12 +98,7 @@ pub enum UnitRef<'a> {
 /// The block of unit `id`.
 pub fn unit(net: &StResNet, id: UnitId) -> Result<UnitRef<'_>> {
     let missing = || AnalysisError::InvalidArgument(format!("the model has no unit {id}"));
-    let stage = id
-        .stream
-        .of(net)
-        .stages
-        .get(id.stage)
-        .ok_or_else(missing)?;
+    let stage = id.stream.of(net).stages.get(id.stage).ok_or_else(missing)?;
     if id.unit == 0 {
         return Ok(UnitRef::Plain(&stage.first));
     }
@@ -209,7 +204,13 @@ pub fn forward(
             &mut ctx,
             record.as_deref_mut(),
         )?;
-        m = pass(StreamKind::Motion, &m, None, &mut ctx, record.as_deref_mut())?;
+        m = pass(
+            StreamKind::Motion,
+            &m,
+            None,
+            &mut ctx,
+            record.as_deref_mut(),
+        )?;
         a = a_next;
     }
     let appearance = net.appearance.head(&a, frames)?;
@@ -322,12 +323,7 @@ fn apply(
 
 /// The unit's residual `r(x)`: an ordinary unit's branch applied to `x + link` (before the
 /// ReLU that follows the sum), or a coupling's output minus its input.
-pub fn residual(
-    unit: UnitRef,
-    x: &Tensor,
-    link: Option<&Tensor>,
-    ctx: &mut Ctx,
-) -> Result<Tensor> {
+pub fn residual(unit: UnitRef, x: &Tensor, link: Option<&Tensor>, ctx: &mut Ctx) -> Result<Tensor> {
     Ok(match unit {
         UnitRef::Plain(block) => {
             let branch_in = match link {
