@@ -6,10 +6,10 @@
 //! projection in a stage's first unit) and `r` the residual. An ordinary unit applies a ReLU
 //! after the sum, `relu(s(x) + branch(x + link))`; a reversible coupling is `x + r(x)` with
 //! `r(x) = (F(x2), G(x1 + F(x2)))`. Deleting a unit sets `r = 0`: an ordinary unit becomes
-//! `relu(s(x))`, which is `x` itself when the shortcut is the identity (its input is a
-//! ReLU output, or a coupling's output whose negative entries the ReLU clips); a coupling
-//! becomes the identity (F and G both zeroed). A deleted projection unit keeps its
-//! projection, since its input cannot pass through unchanged.
+//! `relu(s(x))`, which is `x` itself when the shortcut is the identity and `x` is
+//! non-negative (a ReLU output); a coupling becomes the identity (F and G both zeroed). A
+//! deleted projection unit keeps its projection, since its input cannot pass through
+//! unchanged.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
