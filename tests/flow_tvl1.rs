@@ -98,6 +98,29 @@ fn no_motion_gives_zero_flow() {
 }
 
 #[test]
+fn a_global_brightness_change_is_not_motion() {
+    // Flicker or auto-exposure: the second frame 6% brighter. Without gain
+    // compensation TV-L1 turns the brightness change into flow wherever there is texture.
+    let gt = pair(W, H, Motion::Translation { dx: 1.3, dy: -0.6 }, 9);
+    let brighter = GrayImage {
+        data: gt.next.data.iter().map(|&v| v * 1.06 + 2.0).collect(),
+        ..gt.next.clone()
+    };
+    let on = Tvl1Params::fast();
+    let off = Tvl1Params {
+        gain_compensation: false,
+        ..on.clone()
+    };
+    let epe_on = gt.epe(&tvl1(&gt.prev, &brighter, &on)).unwrap();
+    let epe_off = gt.epe(&tvl1(&gt.prev, &brighter, &off)).unwrap();
+    assert!(epe_on < FAST_BOUND, "EPE {epe_on:.4} px with compensation");
+    assert!(
+        epe_off > 2.0 * epe_on,
+        "compensation should matter: EPE {epe_off:.4} px off vs {epe_on:.4} px on"
+    );
+}
+
+#[test]
 fn full_size_8bit_pair() {
     // The benchmark's frame size and 8-bit frames: quantisation noise (±0.5 grey
     // levels) costs some accuracy: measured 0.029 px here.

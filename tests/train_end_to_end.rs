@@ -50,6 +50,7 @@ fn data() -> &'static Data {
             flow_bound: 4.0,
             preset: Preset::Fast,
             max_frames: 100,
+            flow_fps: None,
         };
         let (train_ds, val_ds) = ds.split(4.0 / 14.0, 1);
         let load = |d: &Dataset, name: &str| -> Vec<Labelled> {
@@ -91,6 +92,8 @@ fn model_file() -> ModelSpec {
             mean: [0.5; 3],
             std: [0.25; 3],
             flow_bound: 4.0,
+            flow_fps: None,
+            flow_preset: None,
         },
         labels: CLASSES.iter().map(|s| s.to_string()).collect(),
     }

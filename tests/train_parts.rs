@@ -212,6 +212,7 @@ fn cache_skips_undecodable_videos_and_resumes() {
         flow_bound: 4.0,
         preset: Preset::Fast,
         max_frames: 50,
+        flow_fps: None,
     };
     let c = dir.path().join("cache");
     let index = cache::prepare(&ds, &c, &settings, &|| {}).unwrap();
@@ -237,9 +238,18 @@ fn cache_skips_undecodable_videos_and_resumes() {
     // Other settings in the same folder are refused rather than mixed.
     let other = CacheSettings {
         size: 24,
-        ..settings
+        ..settings.clone()
     };
     assert!(cache::prepare(&ds, &c, &other, &|| {}).is_err());
+    // Four flow fields per second of these 8 fps clips: every second frame is kept.
+    let thinned = CacheSettings {
+        flow_fps: Some(4.0),
+        ..settings.clone()
+    };
+    let index4 = cache::prepare(&ds, &dir.path().join("cache4"), &thinned, &|| {}).unwrap();
+    let v4 = cache::read_video(&dir.path().join("cache4").join(&index4.entries[0].file)).unwrap();
+    assert_eq!((v4.frames, v4.flow_u.len()), (4, 3 * 256));
+    assert_eq!(v4.frame(1), v.frame(2));
     // A truncated cache file is a typed error.
     let path = c.join(&index.entries[0].file);
     let bytes = std::fs::read(&path).unwrap();
@@ -265,6 +275,8 @@ fn init_from_a_torchvision_resnet_fills_both_streams_and_averages_flow_conv1() {
             mean: [0.5; 3],
             std: [0.25; 3],
             flow_bound: 20.0,
+            flow_fps: None,
+            flow_preset: None,
         },
         labels: (0..4).map(|i| i.to_string()).collect(),
     };

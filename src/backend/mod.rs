@@ -4,6 +4,8 @@ pub mod candle;
 pub mod device;
 #[cfg(feature = "ort")]
 pub mod ort;
+#[cfg(feature = "ort")]
+pub mod ort_rgb;
 
 use candle_core::Tensor;
 

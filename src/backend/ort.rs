@@ -41,7 +41,8 @@ impl Provider {
         }
     }
 
-    fn name(self) -> String {
+    /// The name `parse` accepts.
+    pub fn name(self) -> String {
         match self {
             Provider::Cpu => "cpu".to_string(),
             Provider::Cuda(n) => format!("cuda:{n}"),
@@ -109,11 +110,38 @@ pub fn environment(library: Option<&Path>) -> crate::Result<Environment> {
     Ok(env)
 }
 
+/// An ONNX Runtime session over the graph in `model`, on `options`' execution provider.
+pub fn session(model: &[u8], options: &OrtOptions) -> crate::Result<Session> {
+    let env = environment(options.library.as_deref())?;
+    let mut builder = Session::builder(&env)
+        .map_err(|e| ort_error("session builder", e))?
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(|e| ort_error("optimisation level", e))?;
+    if let Some(n) = options.intra_threads {
+        builder = builder
+            .with_intra_threads(n)
+            .map_err(|e| ort_error("threads", e))?;
+    }
+    if let Provider::Cuda(device) = options.provider {
+        // Without error_on_failure ONNX Runtime silently falls back to its CPU kernels.
+        let cuda = ep::CUDA::default()
+            .with_device_id(device)
+            .build()
+            .error_on_failure();
+        builder = builder
+            .with_execution_providers([cuda])
+            .map_err(|e| ort_error("CUDA execution provider unavailable", e))?;
+    }
+    builder
+        .commit_from_memory(model)
+        .map_err(|e| ort_error("loading the model", e))
+}
+
 fn load_error(detail: &str) -> crate::Error {
     crate::Error::Model(format!("cannot load ONNX Runtime: {detail}"))
 }
 
-fn ort_error(context: &str, e: impl std::fmt::Display) -> crate::Error {
+pub(crate) fn ort_error(context: &str, e: impl std::fmt::Display) -> crate::Error {
     crate::Error::Model(format!("onnx runtime: {context}: {e}"))
 }
 
@@ -140,31 +168,8 @@ pub struct OrtBackend {
 impl OrtBackend {
     /// Builds a session from ONNX bytes.
     pub fn load(model: &[u8], options: &OrtOptions, max_batch: usize) -> crate::Result<Self> {
-        let env = environment(options.library.as_deref())?;
-        let mut builder = Session::builder(&env)
-            .map_err(|e| ort_error("session builder", e))?
-            .with_optimization_level(GraphOptimizationLevel::Level3)
-            .map_err(|e| ort_error("optimisation level", e))?;
-        if let Some(n) = options.intra_threads {
-            builder = builder
-                .with_intra_threads(n)
-                .map_err(|e| ort_error("threads", e))?;
-        }
-        if let Provider::Cuda(device) = options.provider {
-            // Without error_on_failure ONNX Runtime silently falls back to its CPU kernels.
-            let cuda = ep::CUDA::default()
-                .with_device_id(device)
-                .build()
-                .error_on_failure();
-            builder = builder
-                .with_execution_providers([cuda])
-                .map_err(|e| ort_error("CUDA execution provider unavailable", e))?;
-        }
-        let session = builder
-            .commit_from_memory(model)
-            .map_err(|e| ort_error("loading the model", e))?;
         Ok(OrtBackend {
-            session,
+            session: session(model, options)?,
             provider: options.provider,
             max_batch,
         })
@@ -214,7 +219,7 @@ impl OrtBackend {
 }
 
 /// A CPU tensor as an owned ONNX Runtime f32 tensor of the same shape.
-fn input(t: &Tensor) -> crate::Result<ort::value::Tensor<f32>> {
+pub(crate) fn input(t: &Tensor) -> crate::Result<ort::value::Tensor<f32>> {
     let shape: Vec<i64> = t.dims().iter().map(|&d| d as i64).collect();
     let data = t
         .to_dtype(candle_core::DType::F32)?

@@ -127,6 +127,16 @@ impl Flow {
         }
     }
 
+    /// Multiplies every displacement by `factor`.
+    pub fn scale(&mut self, factor: f32) {
+        if factor != 1.0 {
+            self.u
+                .iter_mut()
+                .chain(&mut self.v)
+                .for_each(|x| *x *= factor);
+        }
+    }
+
     /// Average end-point error against `truth` over the pixels where `mask` is true
     /// (all pixels when `mask` is `None`); `None` when the sizes differ or nothing is counted.
     pub fn epe(&self, truth: &Flow, mask: Option<&[bool]>) -> Option<f64> {
@@ -171,6 +181,10 @@ pub struct Tvl1Params {
     pub median_filtering: usize,
     /// Finest pyramid level solved; the flow is upsampled from it (0: full resolution).
     pub finest_scale: usize,
+    /// Match the second frame's mean and contrast to the first's before solving, so a
+    /// global brightness change (flicker, auto-exposure) is not mistaken for motion.
+    #[serde(default)]
+    pub gain_compensation: bool,
 }
 
 impl Tvl1Params {
@@ -188,6 +202,7 @@ impl Tvl1Params {
             scale_step: 0.8,
             median_filtering: 5,
             finest_scale: 0,
+            gain_compensation: true,
         }
     }
 
@@ -206,6 +221,7 @@ impl Tvl1Params {
             scale_step: 0.5,
             median_filtering: 5,
             finest_scale: 1,
+            gain_compensation: true,
         }
     }
 

@@ -57,10 +57,16 @@ pub fn try_tvl1(
         }
     }
 
+    let next = if params.gain_compensation {
+        Cow::Owned(match_gain(&prev.data, &next.data))
+    } else {
+        Cow::Borrowed(&next.data[..])
+    };
+
     // Pyramid: level 0 is the input; stop before a level gets too small.
     let mut sizes = vec![(w, h)];
     let mut i0s = vec![Cow::Borrowed(&prev.data[..])];
-    let mut i1s = vec![Cow::Borrowed(&next.data[..])];
+    let mut i1s = vec![next];
     for s in 1..params.nscales {
         let (pw, ph) = sizes[s - 1];
         let nw = (w as f32 * params.scale_step.powi(s as i32)).round() as usize;
@@ -101,6 +107,28 @@ pub fn try_tvl1(
         u: u1,
         v: u2,
     })
+}
+
+/// `next` mapped affinely to `prev`'s mean and standard deviation: a global gain or
+/// offset between the frames otherwise shows up as flow wherever there is texture.
+fn match_gain(prev: &[f32], next: &[f32]) -> Vec<f32> {
+    let stats = |x: &[f32]| {
+        let n = x.len() as f64;
+        let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+        let var = x
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        (mean, var.sqrt())
+    };
+    let (mp, sp) = stats(prev);
+    let (mn, sn) = stats(next);
+    // A flat frame has no contrast to match; only shift it.
+    let gain = if sn > 1e-3 { sp / sn } else { 1.0 };
+    next.iter()
+        .map(|&v| ((f64::from(v) - mn) * gain + mp) as f32)
+        .collect()
 }
 
 /// Solves one level in place from the initial flow (u1, u2); returns the number of

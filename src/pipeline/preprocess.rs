@@ -6,6 +6,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
+use super::spec::flow_timing;
 use super::{Cancel, PipelineError};
 use crate::flow::{self, GrayImage, Tvl1Params};
 use crate::video::{Clip, Resize, RgbFrame, Sampling, Video, VideoInfo};
@@ -27,6 +28,8 @@ pub struct Preprocessing {
     pub std: [f32; 3],
     /// Flow is clipped to ±bound pixels, quantised to 8 bits and scaled to -1..1.
     pub flow_bound: f32,
+    /// Flow fields per second of video (`spec::flow_timing`); `None`: consecutive frames.
+    pub flow_fps: Option<f64>,
     /// TV-L1 settings.
     pub tvl1: Tvl1Params,
 }
@@ -79,12 +82,13 @@ pub fn prepare(
     cancel: &Cancel,
 ) -> Result<Prepared, PipelineError> {
     let (t, l) = (pre.frames, pre.flow_stack);
+    let (stride, flow_scale) = flow_timing(pre.flow_fps, video.info().fps);
     let started = Instant::now();
     let decode_span = tracing::debug_span!("decode", positions = segments * t).entered();
     let sampling = Sampling::Starts {
-        starts: clip_starts(range.0, range.1, segments * t, l + 1),
+        starts: clip_starts(range.0, range.1, segments * t, l * stride + 1),
         clip_len: l + 1,
-        stride: 1,
+        stride,
     };
     let resize = Resize {
         short_side: pre.short_side,
@@ -107,7 +111,7 @@ pub fn prepare(
     let flow_span = tracing::debug_span!("flow", fields = clips.len() * l).entered();
     let stacks = clips
         .par_iter()
-        .map(|clip| flow_stack(clip, side, pre, cancel))
+        .map(|clip| flow_stack(clip, side, pre, flow_scale, cancel))
         .collect::<Result<Vec<_>, _>>()?;
     let flow_ms = started.elapsed().as_secs_f64() * 1e3;
     drop(flow_span);
@@ -176,11 +180,13 @@ fn push_rgb(
     Ok(())
 }
 
-/// The clip's L flow fields as 2L planes (u0, v0, u1, v1, ...), clipped and scaled to -1..1.
+/// The clip's L flow fields as 2L planes (u0, v0, u1, v1, ...), multiplied by `scale`
+/// (the frame-rate correction), clipped and scaled to -1..1.
 fn flow_stack(
     clip: &Clip,
     side: usize,
     pre: &Preprocessing,
+    scale: f32,
     cancel: &Cancel,
 ) -> Result<Vec<f32>, PipelineError> {
     let grays = clip
@@ -197,7 +203,8 @@ fn flow_stack(
         if cancel.is_cancelled() {
             return Err(PipelineError::Cancelled);
         }
-        let field = flow::tvl1(&pair[0], &pair[1], &pre.tvl1);
+        let mut field = flow::tvl1(&pair[0], &pair[1], &pre.tvl1);
+        field.scale(scale);
         // Through the same 8-bit quantisation as the trainer's flow cache, so the model
         // sees the values it was trained on.
         let (u, v) = flow::encode::quantize(&field, bound);
@@ -240,8 +247,42 @@ mod tests {
             mean: [0.485, 0.456, 0.406],
             std: [0.229, 0.224, 0.225],
             flow_bound: 20.0,
+            flow_fps: None,
             tvl1: Preset::Fast.params(),
         }
+    }
+
+    /// Mean horizontal flow in pixels of a pan at 40 px/s (20 px/s after the resize to 32).
+    fn pan_flow(fps: u32, flow_fps: Option<f64>) -> f32 {
+        let pre = Preprocessing { flow_fps, ..tiny() };
+        let mut video = ffmpeg_video(&format!(
+            "smptebars=size=400x64:rate={fps}:duration=3,crop=64:64:x='t*40':y=0"
+        ));
+        let frames = video.info().frames;
+        let p = prepare(&mut video, &pre, (0, frames), 1, &Cancel::default()).unwrap();
+        // Planes alternate u, v: take the u planes, back to pixels.
+        let flow = p.flow.reshape((3, 2, 2, 32 * 32)).unwrap();
+        let u = flow.narrow(2, 0, 1).unwrap().mean_all().unwrap();
+        u.to_scalar::<f32>().unwrap() * pre.flow_bound
+    }
+
+    #[test]
+    fn flow_fps_makes_motion_independent_of_the_frame_rate() {
+        // Per frame, the pan is twice as fast at 10 fps as at 20 fps...
+        let (slow, fast) = (pan_flow(20, None), pan_flow(10, None));
+        assert!(
+            fast.abs() > 1.6 * slow.abs(),
+            "per frame: {fast} at 10 fps vs {slow} at 20 fps"
+        );
+        // ...while at 5 fields per second both read the same (TV-L1 fills the bars' flat
+        // regions only partly, so the frame mean is below the 4 px of the edges).
+        let (at10, at20) = (pan_flow(10, Some(5.0)), pan_flow(20, Some(5.0)));
+        assert!(at10 < -1.5 && at20 < -1.5, "{at10} and {at20} px per field");
+        let ratio = at10 / at20;
+        assert!(
+            (0.8..1.25).contains(&ratio),
+            "{at10} vs {at20} px per field"
+        );
     }
 
     #[test]

@@ -5,14 +5,17 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::external::ExternalSpec;
+use crate::flow::Preset;
 use crate::model::Config;
 
 /// How RGB frames and optical flow are turned into the network's inputs.
 ///
 /// RGB: the first frame of each position's clip, `(v / 255 - mean) / std` per channel.
-/// Flow: the L fields between the clip's L + 1 consecutive frames, as planes
-/// u0, v0, u1, v1, ..., each clipped to ±`flow_bound` pixels, quantised to 8 bits
-/// (`flow::encode::quantize`) and mapped to -1..1 (`q * 2 / 255 - 1`).
+/// Flow: the L fields between the clip's L + 1 frames (consecutive, or `1 / flow_fps`
+/// seconds apart, see [`flow_timing`]), as planes u0, v0, u1, v1, ..., each clipped to
+/// ±`flow_bound` pixels, quantised to 8 bits (`flow::encode::quantize`) and mapped to
+/// -1..1 (`q * 2 / 255 - 1`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PreprocessingSpec {
@@ -27,6 +30,29 @@ pub struct PreprocessingSpec {
     pub std: [f32; 3],
     /// Flow clip bound in pixels.
     pub flow_bound: f32,
+    /// Flow fields per second of video: frames `1 / flow_fps` s apart, displacements
+    /// rescaled to that interval, so motion reads the same at any frame rate
+    /// (`None`: consecutive frames, in pixels per frame).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow_fps: Option<f64>,
+    /// The TV-L1 preset the model was trained with; the server uses it unless told
+    /// otherwise (`None`: `fast`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow_preset: Option<Preset>,
+}
+
+/// Frame stride and displacement scale for flow `1 / flow_fps` s apart in a video at
+/// `video_fps`: the nearest whole stride (at least 1), and the factor that rescales the
+/// stride's displacements to exactly that interval. `None`, or an unknown rate, gives
+/// consecutive frames unscaled.
+pub fn flow_timing(flow_fps: Option<f64>, video_fps: f64) -> (usize, f32) {
+    match flow_fps {
+        Some(rate) if rate > 0.0 && video_fps.is_finite() && video_fps > 0.0 => {
+            let stride = (video_fps / rate).round().max(1.0);
+            (stride as usize, (video_fps / (stride * rate)) as f32)
+        }
+        _ => (1, 1.0),
+    }
 }
 
 impl Default for PreprocessingSpec {
@@ -37,6 +63,8 @@ impl Default for PreprocessingSpec {
             mean: [0.485, 0.456, 0.406],
             std: [0.229, 0.224, 0.225],
             flow_bound: 20.0,
+            flow_fps: None,
+            flow_preset: None,
         }
     }
 }
@@ -88,7 +116,47 @@ impl ModelSpec {
         if p.segments == 0 || p.flow_bound <= 0.0 || p.std.iter().any(|&s| s <= 0.0) {
             return Err("segments, flow_bound and std must be positive".to_string());
         }
+        if p.flow_fps.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+            return Err("flow_fps must be a positive number of fields per second".to_string());
+        }
         Ok(())
+    }
+}
+
+/// What a model folder holds: one of our networks, or an ONNX model made elsewhere.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelFolder {
+    /// A two-stream ST-ResNet with safetensors weights ([`ModelSpec`]).
+    Native(ModelSpec),
+    /// An external graph whose config has a `format` key ([`ExternalSpec`]).
+    External(ExternalSpec),
+}
+
+impl ModelFolder {
+    /// Reads and checks `dir/config.json`; configs without a `format` key are native,
+    /// so every existing folder loads as before.
+    pub fn load(dir: &Path) -> crate::Result<ModelFolder> {
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| crate::Error::Model(format!("reading {}: {e}", path.display())))?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| crate::Error::Model(format!("parsing {}: {e}", path.display())))?;
+        if value.get("format").is_none() {
+            return ModelSpec::load(dir).map(ModelFolder::Native);
+        }
+        let spec: ExternalSpec = serde_json::from_value(value)
+            .map_err(|e| crate::Error::Model(format!("parsing {}: {e}", path.display())))?;
+        spec.validate()
+            .map_err(|e| crate::Error::Model(format!("{}: {e}", path.display())))?;
+        Ok(ModelFolder::External(spec))
+    }
+
+    /// Class labels, by index.
+    pub fn labels(&self) -> &[String] {
+        match self {
+            ModelFolder::Native(spec) => &spec.labels,
+            ModelFolder::External(spec) => &spec.labels,
+        }
     }
 }
 
@@ -110,5 +178,51 @@ mod tests {
         spec.save(dir.path()).unwrap();
         let err = ModelSpec::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("2 labels for 3 classes"), "{err}");
+    }
+
+    #[test]
+    fn a_folder_is_native_unless_its_config_names_a_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = ModelSpec {
+            architecture: Config::tiny(2),
+            preprocessing: PreprocessingSpec::default(),
+            labels: vec!["a".into(), "b".into()],
+        };
+        spec.save(dir.path()).unwrap();
+        assert_eq!(
+            ModelFolder::load(dir.path()).unwrap(),
+            ModelFolder::Native(spec)
+        );
+        let external = r#"{"format": "onnx",
+            "input": {"name": "x", "layout": "NTCHW", "frames": 8, "size": 64},
+            "output": {"name": "y", "kind": "probabilities"}, "labels": ["a", "b"]}"#;
+        std::fs::write(dir.path().join("config.json"), external).unwrap();
+        let folder = ModelFolder::load(dir.path()).unwrap();
+        assert!(matches!(&folder, ModelFolder::External(s) if s.input.frames == 8));
+        assert_eq!(folder.labels(), ["a", "b"]);
+        let unknown = external.replace(r#""onnx""#, r#""tflite""#);
+        std::fs::write(dir.path().join("config.json"), unknown).unwrap();
+        let err = ModelFolder::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("unknown variant `tflite`"), "{err}");
+        // The bundled model's config, written before external folders existed, is native.
+        let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
+        assert!(matches!(
+            ModelFolder::load(&bundled).unwrap(),
+            ModelFolder::Native(_)
+        ));
+    }
+
+    #[test]
+    fn flow_timing_picks_the_nearest_stride_and_rescales_to_the_interval() {
+        assert_eq!(flow_timing(None, 25.0), (1, 1.0));
+        assert_eq!(flow_timing(Some(12.5), 25.0), (2, 1.0));
+        // 30 fps at 12 fields/s: stride 2.5 rounds to 3 (0.1 s), rescaled to 1/12 s.
+        let (stride, scale) = flow_timing(Some(12.0), 30.0);
+        assert_eq!(stride, 3);
+        assert!((scale - 30.0 / 36.0).abs() < 1e-6, "{scale}");
+        // Slower video than the field rate: consecutive frames, scaled down.
+        let (stride, scale) = flow_timing(Some(12.0), 6.0);
+        assert_eq!((stride, scale), (1, 0.5));
+        assert_eq!(flow_timing(Some(12.0), f64::NAN), (1, 1.0));
     }
 }

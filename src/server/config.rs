@@ -93,14 +93,10 @@ pub struct ServerConfig {
     /// Bearer API key required on /v1 routes; none means open access.
     #[arg(long, env = "REVSTREAM_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
-    /// TV-L1 preset for optical flow.
-    #[arg(
-        long,
-        env = "REVSTREAM_FLOW_PRESET",
-        value_enum,
-        default_value = "fast"
-    )]
-    pub flow_preset: FlowPreset,
+    /// TV-L1 preset for optical flow (default: the one the model was trained with,
+    /// from its config.json, else fast).
+    #[arg(long, env = "REVSTREAM_FLOW_PRESET", value_enum)]
+    pub flow_preset: Option<FlowPreset>,
     /// Jobs queued or running at once before new jobs get 429.
     #[arg(long, env = "REVSTREAM_MAX_JOBS", default_value_t = 8)]
     pub max_jobs: usize,

@@ -313,7 +313,7 @@ fn work(
             let mut video = Video::from_bytes(bytes, &limits).map_err(crate::Error::from)?;
             let info = video.info().clone();
             let spans = windows(info.duration_s, window_s, step_s);
-            let whole = preprocess::prepare(&mut video, &pre, (0, info.frames), segments, &cancel)?;
+            let whole = pre.prepare(&mut video, (0, info.frames), segments, &cancel)?;
             if tx
                 .blocking_send(Ok(Piece::Whole(info.clone(), spans.len(), whole)))
                 .is_err()
@@ -325,7 +325,7 @@ fn work(
                     return Err(PipelineError::Cancelled);
                 }
                 let range = preprocess::frame_range(&info, start_s, end_s);
-                let prepared = preprocess::prepare(&mut video, &pre, range, 1, &cancel)?;
+                let prepared = pre.prepare(&mut video, range, 1, &cancel)?;
                 if tx
                     .blocking_send(Ok(Piece::Window(start_s, end_s, prepared)))
                     .is_err()

@@ -13,9 +13,13 @@ use super::metrics::Metrics;
 use super::types::{InputSpec, ModelInfo};
 use crate::backend::{Backend, candle::CandleBackend, device};
 use crate::flow::Preset;
-use crate::pipeline::preprocess::Preprocessing;
+use crate::pipeline::external::ExternalSpec;
+use crate::pipeline::preprocess::{self, Prepared, Preprocessing};
 use crate::pipeline::queue::{BatchOptions, BatchQueue, LoadState};
-use crate::pipeline::spec::ModelSpec;
+use crate::pipeline::rgb::{self, RgbPreprocessing};
+use crate::pipeline::spec::{ModelFolder, ModelSpec};
+use crate::pipeline::{Cancel, PipelineError};
+use crate::video::Video;
 
 /// One model being served.
 pub struct ServedModel {
@@ -24,17 +28,53 @@ pub struct ServedModel {
     /// Class labels by index.
     pub labels: Vec<String>,
     /// How to prepare its inputs.
-    pub preprocessing: Preprocessing,
+    pub preprocessing: Preparation,
     /// Segments scored per video unless the request says otherwise.
     pub default_segments: usize,
-    /// The flow preset's name.
+    /// The flow preset's name (`none` for an RGB-only model).
     pub preset: &'static str,
     /// Its backend thread's queue.
     pub queue: BatchQueue,
 }
 
+/// How a served model's inputs are made from a video.
+#[derive(Debug, Clone)]
+pub enum Preparation {
+    /// RGB frames and TV-L1 flow for our two-stream network.
+    TwoStream(Preprocessing),
+    /// RGB frames only, for an external classifier.
+    Rgb(RgbPreprocessing),
+}
+
+impl Preparation {
+    /// Samples `segments` samples over frames `[range.0, range.1)` of `video`.
+    pub fn prepare(
+        &self,
+        video: &mut Video,
+        range: (u64, u64),
+        segments: usize,
+        cancel: &Cancel,
+    ) -> Result<Prepared, PipelineError> {
+        match self {
+            Preparation::TwoStream(p) => preprocess::prepare(video, p, range, segments, cancel),
+            Preparation::Rgb(p) => rgb::prepare(video, p, range, segments, cancel),
+        }
+    }
+
+    /// Frames per sample, crop side and flow stack (0 without flow).
+    fn shape(&self) -> (usize, u32, usize) {
+        match self {
+            Preparation::TwoStream(p) => (p.frames, p.size, p.flow_stack),
+            Preparation::Rgb(p) => (p.frames, p.size, 0),
+        }
+    }
+}
+
+type Loader = Box<dyn FnOnce() -> crate::Result<Box<dyn Backend>> + Send>;
+
 impl ServedModel {
-    /// Reads `dir`'s config.json and starts a backend thread loading its weights.
+    /// Reads `dir`'s config.json and starts a backend thread loading its model: our
+    /// network on `--backend`, or an external ONNX graph, always on ONNX Runtime.
     pub fn start(
         dir: &Path,
         config: &ServerConfig,
@@ -45,39 +85,13 @@ impl ServedModel {
             .and_then(|n| n.to_str())
             .ok_or_else(|| crate::Error::Model(format!("{} has no folder name", dir.display())))?
             .to_string();
-        let spec = ModelSpec::load(dir)?;
-        let arch = spec.architecture;
-        let pre = spec.preprocessing;
-        let size = arch.input_size as u32;
-        let preset: Preset = config.flow_preset.into();
-        let preprocessing = Preprocessing {
-            frames: arch.frames,
-            flow_stack: arch.flow_stack,
-            size,
-            short_side: pre.short_side.unwrap_or(size).max(size),
-            mean: pre.mean,
-            std: pre.std,
-            flow_bound: pre.flow_bound,
-            tvl1: preset.params(),
+        let folder = ModelFolder::load(dir)?;
+        let labels = folder.labels().to_vec();
+        let (preprocessing, default_segments, preset, load) = match folder {
+            ModelFolder::Native(spec) => native(dir, spec, config),
+            ModelFolder::External(spec) => external(dir, spec, config, &name),
         };
         let warmup = warmup_inputs(&preprocessing)?;
-        let weights: PathBuf = dir.join("model.safetensors");
-        let device_name = config.device.clone();
-        let max_batch = config.max_batch;
-        let backend = config.backend;
-        let ort_library = config.ort_library.clone();
-        let model_dir = dir.to_path_buf();
-        let load = move || -> crate::Result<Box<dyn Backend>> {
-            match backend {
-                BackendKind::Candle => {
-                    let device = device::parse(&device_name)?;
-                    Ok(Box::new(CandleBackend::load(
-                        &arch, &weights, device, max_batch,
-                    )?))
-                }
-                BackendKind::Ort => load_ort(&model_dir, ort_library, &device_name, max_batch),
-            }
-        };
         let options = BatchOptions {
             max_batch: config.max_batch,
             max_wait: Duration::from_millis(config.max_batch_wait_ms),
@@ -86,13 +100,10 @@ impl ServedModel {
         let queue = BatchQueue::start(&name, load, warmup, options, metrics.queue_metrics())?;
         Ok(ServedModel {
             name,
-            labels: spec.labels,
+            labels,
             preprocessing,
-            default_segments: pre.segments.max(1),
-            preset: match preset {
-                Preset::Accurate => "accurate",
-                Preset::Fast => "fast",
-            },
+            default_segments: default_segments.max(1),
+            preset,
             queue,
         })
     }
@@ -100,14 +111,14 @@ impl ServedModel {
     /// Its description for the API.
     pub fn info(&self) -> ModelInfo {
         let backend = self.queue.info();
-        let p = &self.preprocessing;
+        let (frames, size, flow_stack) = self.preprocessing.shape();
         ModelInfo {
             name: self.name.clone(),
             labels: self.labels.clone(),
             input: Some(InputSpec {
-                frames: p.frames as u32,
-                size: p.size,
-                flow_stack: p.flow_stack as u32,
+                frames: frames as u32,
+                size,
+                flow_stack: flow_stack as u32,
                 preset: self.preset.to_string(),
                 segments: self.default_segments as u32,
             }),
@@ -123,6 +134,93 @@ impl ServedModel {
     }
 }
 
+/// Our two-stream network: preparation from its spec, loaded on `--backend`.
+fn native(
+    dir: &Path,
+    spec: ModelSpec,
+    config: &ServerConfig,
+) -> (Preparation, usize, &'static str, Loader) {
+    let arch = spec.architecture;
+    let pre = spec.preprocessing;
+    let size = arch.input_size as u32;
+    let preset: Preset = config
+        .flow_preset
+        .map(Preset::from)
+        .or(pre.flow_preset)
+        .unwrap_or(Preset::Fast);
+    let preprocessing = Preprocessing {
+        frames: arch.frames,
+        flow_stack: arch.flow_stack,
+        size,
+        short_side: pre.short_side.unwrap_or(size).max(size),
+        mean: pre.mean,
+        std: pre.std,
+        flow_bound: pre.flow_bound,
+        flow_fps: pre.flow_fps,
+        tvl1: preset.params(),
+    };
+    let weights: PathBuf = dir.join("model.safetensors");
+    let device_name = config.device.clone();
+    let max_batch = config.max_batch;
+    let backend = config.backend;
+    let ort_library = config.ort_library.clone();
+    let model_dir = dir.to_path_buf();
+    let load: Loader = Box::new(move || match backend {
+        BackendKind::Candle => {
+            let device = device::parse(&device_name)?;
+            Ok(
+                Box::new(CandleBackend::load(&arch, &weights, device, max_batch)?)
+                    as Box<dyn Backend>,
+            )
+        }
+        BackendKind::Ort => load_ort(&model_dir, ort_library, &device_name, max_batch),
+    });
+    let preset = match preset {
+        Preset::Accurate => "accurate",
+        Preset::Fast => "fast",
+    };
+    (
+        Preparation::TwoStream(preprocessing),
+        pre.segments,
+        preset,
+        load,
+    )
+}
+
+/// An external RGB-only ONNX model: preparation from its config, loaded on ONNX Runtime
+/// whatever `--backend` says (candle cannot run an arbitrary graph).
+fn external(
+    dir: &Path,
+    spec: ExternalSpec,
+    config: &ServerConfig,
+    name: &str,
+) -> (Preparation, usize, &'static str, Loader) {
+    if config.backend != BackendKind::Ort {
+        tracing::info!(model = name, "external ONNX model: served by ONNX Runtime");
+    }
+    let preprocessing = RgbPreprocessing::from(&spec.input);
+    let segments = spec.segments;
+    let device_name = config.device.clone();
+    let max_batch = config.max_batch;
+    let ort_library = config.ort_library.clone();
+    let model_dir = dir.to_path_buf();
+    let load: Loader =
+        Box::new(move || load_ort_rgb(&model_dir, &spec, ort_library, &device_name, max_batch));
+    (Preparation::Rgb(preprocessing), segments, "none", load)
+}
+
+#[cfg(feature = "ort")]
+fn ort_options(
+    library: Option<PathBuf>,
+    device: &str,
+) -> crate::Result<crate::backend::ort::OrtOptions> {
+    Ok(crate::backend::ort::OrtOptions {
+        library,
+        provider: crate::backend::ort::Provider::parse(device)?,
+        intra_threads: None,
+    })
+}
+
 /// The ONNX Runtime backend for `dir` (its model.onnx, or its weights exported in memory).
 #[cfg(feature = "ort")]
 fn load_ort(
@@ -131,13 +229,25 @@ fn load_ort(
     device: &str,
     max_batch: usize,
 ) -> crate::Result<Box<dyn Backend>> {
-    use crate::backend::ort::{OrtBackend, OrtOptions, Provider};
-    let options = OrtOptions {
-        library,
-        provider: Provider::parse(device)?,
-        intra_threads: None,
-    };
-    Ok(Box::new(OrtBackend::load_dir(dir, &options, max_batch)?))
+    let options = ort_options(library, device)?;
+    Ok(Box::new(crate::backend::ort::OrtBackend::load_dir(
+        dir, &options, max_batch,
+    )?))
+}
+
+/// The ONNX Runtime backend for an external model folder.
+#[cfg(feature = "ort")]
+fn load_ort_rgb(
+    dir: &Path,
+    spec: &ExternalSpec,
+    library: Option<PathBuf>,
+    device: &str,
+    max_batch: usize,
+) -> crate::Result<Box<dyn Backend>> {
+    let options = ort_options(library, device)?;
+    Ok(Box::new(crate::backend::ort_rgb::OrtRgbBackend::load_dir(
+        dir, spec, &options, max_batch,
+    )?))
 }
 
 /// Without the `ort` feature there is no ONNX Runtime backend to load.
@@ -148,21 +258,34 @@ fn load_ort(
     _device: &str,
     _max_batch: usize,
 ) -> crate::Result<Box<dyn Backend>> {
-    Err(crate::Error::InvalidArgument(
-        "--backend ort needs a build with the `ort` feature (cargo build --features ort)"
-            .to_string(),
+    Err(no_ort("--backend ort"))
+}
+
+/// Without the `ort` feature an external ONNX model cannot be served.
+#[cfg(not(feature = "ort"))]
+fn load_ort_rgb(
+    dir: &Path,
+    _spec: &ExternalSpec,
+    _library: Option<PathBuf>,
+    _device: &str,
+    _max_batch: usize,
+) -> crate::Result<Box<dyn Backend>> {
+    Err(no_ort(&format!("the ONNX model in {}", dir.display())))
+}
+
+#[cfg(not(feature = "ort"))]
+fn no_ort(what: &str) -> crate::Error {
+    crate::Error::InvalidArgument(format!(
+        "{what} needs a build with the `ort` feature (cargo build --features ort)"
     ))
 }
 
 /// One sample of zeros, to run the model once before declaring it ready.
-fn warmup_inputs(p: &Preprocessing) -> crate::Result<(Tensor, Tensor)> {
-    let (t, s) = (p.frames, p.size as usize);
+fn warmup_inputs(p: &Preparation) -> crate::Result<(Tensor, Tensor)> {
+    let (t, s, l) = p.shape();
+    let s = s as usize;
     let rgb = Tensor::zeros((1, t, 3, s, s), candle_core::DType::F32, &Device::Cpu)?;
-    let flow = Tensor::zeros(
-        (1, t, 2 * p.flow_stack, s, s),
-        candle_core::DType::F32,
-        &Device::Cpu,
-    )?;
+    let flow = Tensor::zeros((1, t, 2 * l, s, s), candle_core::DType::F32, &Device::Cpu)?;
     Ok((rgb, flow))
 }
 

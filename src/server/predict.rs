@@ -8,7 +8,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::models::ServedModel;
 use super::types::{PredictParams, PredictResponse, Prediction, Timings, VideoSummary};
-use crate::pipeline::preprocess::{self, Prepared};
+use crate::pipeline::preprocess::Prepared;
 use crate::pipeline::{Cancel, PipelineError};
 use crate::video::{Video, VideoInfo};
 
@@ -117,8 +117,7 @@ pub async fn prepare_on_pool(
         let mut video = Video::from_bytes(bytes, &limits).map_err(crate::Error::from)?;
         let open_ms = started.elapsed().as_secs_f64() * 1e3;
         let info = video.info().clone();
-        let mut prepared =
-            preprocess::prepare(&mut video, &pre, (0, info.frames), segments, &worker_cancel)?;
+        let mut prepared = pre.prepare(&mut video, (0, info.frames), segments, &worker_cancel)?;
         prepared.decode_ms += open_ms;
         Ok::<_, PipelineError>((info, prepared, waited_ms))
     })?;

@@ -2,7 +2,7 @@
 //!
 //! Layout: `<dir>/index.json` (settings and entries) and one `<n>.bin` per video holding
 //! `frames x size x size x 3` RGB bytes, then the `frames - 1` flow fields between
-//! consecutive frames as u8 planes (all u, then all v), quantised with the bound.
+//! consecutive stored frames (every frame, or every stride frames for `flow_fps`) as u8 planes (all u, then all v), quantised with the bound.
 //! Each file is written under a temporary name and renamed, so an interrupted `prepare`
 //! resumes where it stopped.
 
@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::dataset::Dataset;
 use super::error::{Result, TrainError};
 use crate::flow::{self, GrayImage, Preset};
+use crate::pipeline::spec::flow_timing;
 use crate::video::{Limits, Resize, Video};
 
 /// How videos are turned into cached frames and flow.
@@ -26,8 +27,13 @@ pub struct CacheSettings {
     pub flow_bound: f32,
     /// TV-L1 preset.
     pub preset: Preset,
-    /// At most this many frames per video are kept (from the start).
+    /// At most this many frames per video are kept (from the start), before `flow_fps`
+    /// thins them.
     pub max_frames: usize,
+    /// Flow fields per second (`pipeline::spec::flow_timing`): frames are kept every
+    /// stride and the flow between them rescaled; `None`: every frame.
+    #[serde(default)]
+    pub flow_fps: Option<f64>,
 }
 
 /// One cached video.
@@ -106,8 +112,10 @@ pub fn build_video(path: &Path, settings: &CacheSettings) -> Result<CachedVideo>
         short_side: settings.size,
         crop: Some((settings.size, settings.size)),
     };
+    let (stride, scale) = flow_timing(settings.flow_fps, video.info().fps);
     let mut frames = video.decode_all(&resize)?;
     frames.truncate(settings.max_frames.max(2));
+    let frames: Vec<_> = frames.into_iter().step_by(stride).collect();
     if frames.len() < 2 {
         return Err(TrainError::Dataset(format!(
             "{}: {} frame(s), need at least 2 for flow",
@@ -124,7 +132,8 @@ pub fn build_video(path: &Path, settings: &CacheSettings) -> Result<CachedVideo>
     let mut flow_u = Vec::with_capacity((frames.len() - 1) * size * size);
     let mut flow_v = Vec::with_capacity(flow_u.capacity());
     for pair in grays.windows(2) {
-        let field = flow::tvl1(&pair[0], &pair[1], &params);
+        let mut field = flow::tvl1(&pair[0], &pair[1], &params);
+        field.scale(scale);
         let (u, v) = flow::encode::quantize(&field, settings.flow_bound);
         flow_u.extend_from_slice(&u);
         flow_v.extend_from_slice(&v);

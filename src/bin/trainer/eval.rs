@@ -33,9 +33,9 @@ pub struct EvalArgs {
     /// Which score to report as the headline: rgb, flow or both (fused). All three are in the report.
     #[arg(long, default_value = "both")]
     pub streams: String,
-    /// TV-L1 preset used for the flow (the server's default is fast).
-    #[arg(long, default_value = "fast")]
-    pub preset: String,
+    /// TV-L1 preset used for the flow (default: the model's, as the server does).
+    #[arg(long)]
+    pub preset: Option<String>,
     /// Where report.json and confusion.png go (default: the cache folder).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -78,8 +78,12 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let settings = CacheSettings {
         size: spec.architecture.input_size as u32,
         flow_bound: spec.preprocessing.flow_bound,
-        preset: args.preset.parse::<Preset>()?,
+        preset: match &args.preset {
+            Some(name) => name.parse::<Preset>()?,
+            None => spec.preprocessing.flow_preset.unwrap_or(Preset::Fast),
+        },
         max_frames: 300,
+        flow_fps: spec.preprocessing.flow_fps,
     };
     let index = prepare(&args.data, &args.cache, &settings)?;
     let unknown: Vec<&String> = index

@@ -30,6 +30,10 @@ pub struct PrepareArgs {
     /// Frames kept per video, from the start.
     #[arg(long, default_value_t = 300)]
     pub max_frames: usize,
+    /// Flow fields per second: flow between frames 1/F s apart, rescaled to that
+    /// interval, so motion reads the same at any frame rate (default: consecutive frames).
+    #[arg(long)]
+    pub flow_fps: Option<f64>,
 }
 
 /// Caches `data` into `cache` with a progress bar; used by `prepare` and `eval`.
@@ -68,6 +72,7 @@ pub fn run(args: PrepareArgs) -> anyhow::Result<()> {
         flow_bound: args.flow_bound,
         preset,
         max_frames: args.max_frames,
+        flow_fps: args.flow_fps,
     };
     prepare(&args.data, &args.cache, &settings)?;
     Ok(())

@@ -200,6 +200,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             mean: [0.485, 0.456, 0.406],
             std: [0.229, 0.224, 0.225],
             flow_bound: index.settings.flow_bound,
+            flow_fps: index.settings.flow_fps,
+            flow_preset: Some(index.settings.preset),
         },
         labels,
     };
