@@ -51,9 +51,9 @@ pub struct DataArgs {
     /// Cache folder for the dataset's frames and flow (default: <out>/cache; reused).
     #[arg(long)]
     pub cache: Option<PathBuf>,
-    /// TV-L1 preset used for the flow.
-    #[arg(long, default_value = "fast")]
-    pub preset: String,
+    /// TV-L1 preset used for the flow (default: the model's, as `eval` does).
+    #[arg(long)]
+    pub preset: Option<String>,
     /// Where the JSON report and the PNG charts go.
     #[arg(long)]
     pub out: PathBuf,
@@ -121,8 +121,12 @@ fn load(args: &DataArgs) -> anyhow::Result<Loaded> {
     let settings = CacheSettings {
         size: spec.architecture.input_size as u32,
         flow_bound: spec.preprocessing.flow_bound,
-        preset: args.preset.parse::<Preset>()?,
+        preset: match &args.preset {
+            Some(name) => name.parse::<Preset>()?,
+            None => spec.preprocessing.flow_preset.unwrap_or(Preset::Fast),
+        },
         max_frames: 300,
+        flow_fps: spec.preprocessing.flow_fps,
     };
     let cache = args.cache.clone().unwrap_or_else(|| args.out.join("cache"));
     let index = prepare(&args.data, &cache, &settings)?;
