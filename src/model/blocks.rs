@@ -116,14 +116,29 @@ impl ResBlock {
 
     /// Applies the unit; `link` (same shape as `x`) is added to the residual branch's input only.
     pub fn forward(&self, x: &Tensor, link: Option<&Tensor>, ctx: &mut Ctx) -> Result<Tensor> {
-        let shortcut = match &self.downsample {
-            Some((conv, bn)) => bn.forward(&conv.forward(x)?, &mut ctx.bn)?,
-            None => x.clone(),
-        };
+        let shortcut = self.shortcut(x, ctx)?;
         let branch_in = match link {
             Some(l) => (x + l)?,
             None => x.clone(),
         };
         (shortcut + self.branch.forward(&branch_in, ctx)?)?.relu()
+    }
+
+    /// The shortcut path: `x` itself, or its projection when the unit changes shape.
+    pub fn shortcut(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+        match &self.downsample {
+            Some((conv, bn)) => bn.forward(&conv.forward(x)?, &mut ctx.bn),
+            None => Ok(x.clone()),
+        }
+    }
+
+    /// The residual branch (for analyses that run or remove it on its own).
+    pub fn branch(&self) -> &Branch {
+        &self.branch
+    }
+
+    /// Whether the shortcut is a projection (the unit changes stride or width).
+    pub fn has_projection(&self) -> bool {
+        self.downsample.is_some()
     }
 }

@@ -1,5 +1,6 @@
 //! revstream-trainer: datasets, optical flow, training and evaluation.
 
+mod analyze;
 mod eval;
 mod export_onnx;
 mod flow;
@@ -32,6 +33,8 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// Evaluate a model folder on a labelled dataset.
     Eval(eval::EvalArgs),
+    /// Lesion study, path lengths or residual alignment of a model folder.
+    Analyze(analyze::AnalyzeArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,5 +51,6 @@ fn main() -> anyhow::Result<()> {
         Command::Prepare(args) => prepare::run(args),
         Command::Train(args) => train::run(*args),
         Command::Eval(args) => eval::run(args),
+        Command::Analyze(args) => analyze::run(args),
     }
 }
