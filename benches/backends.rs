@@ -1,6 +1,8 @@
 //! candle vs ONNX Runtime: forward time of the two-stream network on the CPU, both
 //! backends on the same weights and inputs in one run, for the tiny (default) config
-//! and the `r18` config with random weights. Prints ms per forward and the ratio.
+//! and the `r18` config with random weights. Prints ms per forward and the ratio, and,
+//! for the network alone, candle's eval forward with BatchNorm folded into the
+//! convolutions (as served) against the unfolded one (BatchNorm as separate ops).
 //!
 //! `cargo bench --features ort --bench backends [-- ITERS]` (ITERS per case, default 5;
 //! r18 runs a third of them, at least 2). Needs libonnxruntime: scripts/fetch-ort.sh.
@@ -14,9 +16,11 @@ fn main() -> anyhow::Result<()> {
     use revstream::backend::Backend;
     use revstream::backend::candle::CandleBackend;
     use revstream::backend::ort::{OrtBackend, OrtOptions, Provider};
+    use revstream::model::norm::BnMode;
     use revstream::model::{Config, StResNet};
     use revstream::pipeline::spec::{ModelSpec, PreprocessingSpec};
 
+    revstream::alloc::keep_freed_memory();
     let iters: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
@@ -80,6 +84,27 @@ fn main() -> anyhow::Result<()> {
             "{label:>5} batch {batch}: candle {candle_ms:9.1} ms  ort {ort_ms:9.1} ms  \
              candle/ort {:.2}x  ({n} iterations each)",
             candle_ms / ort_ms
+        );
+        let tensors =
+            candle_core::safetensors::load(dir.path().join("model.safetensors"), &Device::Cpu)?;
+        let net = StResNet::new(
+            &cfg,
+            VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu),
+        )?;
+        let forward_ms = |mode: fn() -> BnMode<'static>| {
+            net.forward_with(&rgb, &flow, mode())?;
+            let start = Instant::now();
+            for _ in 0..n {
+                net.forward_with(&rgb, &flow, mode())?;
+            }
+            anyhow::Ok(start.elapsed().as_secs_f64() * 1e3 / n as f64)
+        };
+        let unfolded_ms = forward_ms(|| BnMode::EvalUnfolded)?;
+        let folded_ms = forward_ms(|| BnMode::Eval)?;
+        println!(
+            "{label:>5} batch {batch}: network forward, BatchNorm folded {folded_ms:9.1} ms  \
+             unfolded {unfolded_ms:9.1} ms  folded/unfolded {:.2}x",
+            folded_ms / unfolded_ms
         );
     }
     Ok(())

@@ -115,6 +115,8 @@ fn median(case: &str, column: &'static str) -> Option<Duration> {
 }
 
 fn bench(c: &mut Criterion) {
+    // As in the binaries: reuse freed buffers instead of page-faulting fresh ones per call.
+    revstream::alloc::keep_freed_memory();
     let dev = Device::Cpu;
     let threads = rayon::current_num_threads();
     let skip_stock = std::env::var_os("CONV_BENCH_SKIP_STOCK").is_some();

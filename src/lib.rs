@@ -4,6 +4,7 @@
 //! TV-L1 optical flow, [`model`] is the two-stream network, [`train`] learns its
 //! weights with reversible backpropagation, and [`server`] serves it over HTTP.
 
+pub mod alloc;
 pub mod analysis;
 pub mod backend;
 pub mod error;

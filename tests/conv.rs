@@ -387,3 +387,57 @@ fn folded_batchnorm_equals_conv_then_affine() {
             .is_err()
     );
 }
+
+/// The inference path (bias and ReLU inside our kernel, taken when nothing tracks
+/// gradients) against candle's stock conv, bias add and ReLU, on each kernel family:
+/// implicit GEMM, im2col (strided, grouped), 1x1, and the phase form of a 7x7/2 stem;
+/// and the same layer on trainable weights (composed ops) giving the same numbers.
+#[test]
+fn fused_bias_relu_matches_stock_ops() {
+    let dev = Device::Cpu;
+    let cfg = |k, s, p, groups| ConvConfig {
+        kernel: k,
+        stride: s,
+        padding: p,
+        groups,
+    };
+    for c in [
+        Case::new((2, 16, 12, 10), 24, ConvConfig::square(3, 1, 1)),
+        Case::new((2, 8, 11, 9), 8, cfg((3, 3), (2, 2), (1, 2), 4)),
+        Case::new((3, 16, 7, 7), 32, ConvConfig::square(1, 1, 0)),
+        Case::new((2, 16, 9, 9), 32, ConvConfig::square(1, 2, 0)),
+        Case::new((2, 3, 20, 18), 8, ConvConfig::square(7, 2, 3)),
+    ] {
+        let (kh, kw) = c.cfg.kernel;
+        let x = Tensor::randn(0f32, 1.0, (c.n, c.c_in, c.h, c.w), &dev).unwrap();
+        let w = Tensor::randn(0f32, 0.3, (c.c_out, c.c_in / c.cfg.groups, kh, kw), &dev).unwrap();
+        let b = Tensor::randn(0f32, 1.0, c.c_out, &dev).unwrap();
+        for relu in [false, true] {
+            let want = conv2d_stock(&x, &w, &c.cfg)
+                .unwrap()
+                .broadcast_add(&b.reshape((1, c.c_out, 1, 1)).unwrap())
+                .unwrap();
+            let want = if relu { want.relu().unwrap() } else { want };
+            let plain = Conv2d::from_weights(w.clone(), Some(b.clone()), c.cfg);
+            let got = plain.forward_act(&x, relu).unwrap();
+            let wv = Var::from_tensor(&w).unwrap();
+            let trainable = Conv2d::from_weights(wv.as_tensor().clone(), Some(b.clone()), c.cfg);
+            let composed = trainable.forward_act(&x, relu).unwrap();
+            let scale = want
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            for (what, t) in [("fused", &got), ("composed", &composed)] {
+                let d = (t - &want).unwrap().abs().unwrap().max_all().unwrap();
+                let rel = d.to_scalar::<f32>().unwrap() / scale;
+                assert!(rel < 1e-5, "{c:?} relu {relu}: {what} off by {rel:e}");
+            }
+            if relu {
+                assert!(got.min_all().unwrap().to_scalar::<f32>().unwrap() >= 0.0);
+            }
+        }
+    }
+}

@@ -1,11 +1,86 @@
-//! Residual units: the residual branch (basic or bottleneck) and the ordinary unit around it.
+//! Residual units: the residual branch (basic or bottleneck) and the ordinary unit around
+//! it, built from convolution + BatchNorm pairs that fold into one convolution at inference.
 
-use candle_core::{Module, Result, Tensor};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::conv::{Conv2d, ConvConfig};
-use super::norm::{BatchNorm, Ctx};
-use super::temporal::UnitConv;
+use super::norm::{BatchNorm, BnMode, Ctx};
+use super::temporal::{UnitConv, stack_taps};
+
+/// A convolution followed by BatchNorm (and optionally ReLU). In [`BnMode::Eval`] the
+/// BatchNorm is folded into the convolution's weight and bias and the ReLU runs inside the
+/// convolution kernel: one op instead of up to five. The folded weights are computed on
+/// first use and kept while every parameter is a plain (loaded, not trainable) tensor;
+/// with trainable variables they are recomputed per pass, as the variables may change.
+#[derive(Debug, Clone)]
+pub struct ConvBn {
+    conv: UnitConv,
+    bn: BatchNorm,
+    /// The folded convolution, and whether its input is stacked over time first.
+    folded: Arc<Mutex<Option<(Conv2d, bool)>>>,
+}
+
+impl ConvBn {
+    /// Pairs a convolution with the BatchNorm that follows it.
+    pub fn new(conv: UnitConv, bn: BatchNorm) -> Self {
+        Self {
+            conv,
+            bn,
+            folded: Arc::default(),
+        }
+    }
+
+    /// `bn(conv(x))`, then ReLU when `relu`; `x` is `(B * T, C, H, W)`.
+    pub fn forward(&self, x: &Tensor, ctx: &mut Ctx, relu: bool) -> Result<Tensor> {
+        if let BnMode::Eval = ctx.bn {
+            let (conv, temporal) = self.fold()?;
+            let x = if temporal {
+                stack_taps(x, ctx.frames)?
+            } else {
+                x.clone()
+            };
+            return conv.forward_act(&x, relu);
+        }
+        if !matches!(ctx.bn, BnMode::EvalUnfolded) {
+            // Training may change the running statistics in place: fold again next time.
+            *self.cache() = None;
+        }
+        let h = self
+            .bn
+            .forward(&self.conv.forward(x, ctx.frames)?, &mut ctx.bn)?;
+        if relu { h.relu() } else { Ok(h) }
+    }
+
+    /// The folded convolution (from the cache where allowed).
+    fn fold(&self) -> Result<(Conv2d, bool)> {
+        let cacheable = !(self.bn.has_variables() || self.conv_is_variable());
+        if cacheable && let Some(folded) = self.cache().as_ref() {
+            return Ok(folded.clone());
+        }
+        let (conv, temporal) = self.conv.as_conv2d()?;
+        let (scale, shift) = self.bn.folding()?;
+        let folded = (conv.fold_bn(&scale, &shift)?, temporal);
+        if cacheable {
+            *self.cache() = Some(folded.clone());
+        }
+        Ok(folded)
+    }
+
+    fn conv_is_variable(&self) -> bool {
+        match &self.conv {
+            UnitConv::Spatial(c) => c.weight().is_variable(),
+            UnitConv::Temporal(c) => c.weight().is_variable(),
+        }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Option<(Conv2d, bool)>> {
+        // The cache holds no invariant a panicking holder could break.
+        self.folded.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 /// Shape of a residual branch: channels in, in the middle, out, and the stride.
 #[derive(Debug, Clone, Copy)]
@@ -28,7 +103,7 @@ pub struct BranchSpec {
 /// the end. Names `conv1`, `bn1`, `conv2`, `bn2` (and `conv3`, `bn3` for a bottleneck).
 #[derive(Debug, Clone)]
 pub struct Branch {
-    layers: Vec<(UnitConv, BatchNorm)>,
+    layers: Vec<ConvBn>,
 }
 
 impl Branch {
@@ -61,7 +136,7 @@ impl Branch {
                 let conv =
                     UnitConv::new(cin, cout, cfg, temporal, vb.pp(format!("conv{}", i + 1)))?;
                 let bn = BatchNorm::new(cout, bn_momentum, bn_eps, vb.pp(format!("bn{}", i + 1)))?;
-                Ok((conv, bn))
+                Ok(ConvBn::new(conv, bn))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { layers })
@@ -70,11 +145,8 @@ impl Branch {
     /// Applies the branch to `x` `(B * T, C, H, W)`.
     pub fn forward(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
         let mut h = x.clone();
-        for (i, (conv, bn)) in self.layers.iter().enumerate() {
-            h = bn.forward(&conv.forward(&h, ctx.frames)?, &mut ctx.bn)?;
-            if i + 1 < self.layers.len() {
-                h = h.relu()?;
-            }
+        for (i, layer) in self.layers.iter().enumerate() {
+            h = layer.forward(&h, ctx, i + 1 < self.layers.len())?;
         }
         Ok(h)
     }
@@ -85,7 +157,7 @@ impl Branch {
 #[derive(Debug, Clone)]
 pub struct ResBlock {
     branch: Branch,
-    downsample: Option<(Conv2d, BatchNorm)>,
+    downsample: Option<ConvBn>,
 }
 
 impl ResBlock {
@@ -107,7 +179,7 @@ impl ResBlock {
                 bn_eps,
                 vb.pp("downsample.1"),
             )?;
-            Some((conv, bn))
+            Some(ConvBn::new(UnitConv::Spatial(conv), bn))
         } else {
             None
         };
@@ -127,7 +199,7 @@ impl ResBlock {
     /// The shortcut path: `x` itself, or its projection when the unit changes shape.
     pub fn shortcut(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
         match &self.downsample {
-            Some((conv, bn)) => bn.forward(&conv.forward(x)?, &mut ctx.bn),
+            Some(layer) => layer.forward(x, ctx, false),
             None => Ok(x.clone()),
         }
     }

@@ -3,6 +3,8 @@
 //! Layers build a [`Conv2d`] and call `forward`; which implementation runs behind it is
 //! this module's business: our own GEMM-based custom op (forward and both gradients,
 //! see `cpu`) for f32/f64 on the CPU, candle's stock op elsewhere (CUDA, half types).
+//! At inference (no operand tracks gradients) the bias and a following ReLU are applied
+//! inside our kernel as outputs are written, instead of as two more passes.
 
 mod cpu;
 mod op;
@@ -121,14 +123,44 @@ impl Conv2d {
     }
 }
 
+impl Conv2d {
+    /// The convolution, then a ReLU when `relu` is set.
+    pub fn forward_act(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        if let Some(b) = &self.bias {
+            let inference = !(x.track_op() || self.weight.track_op() || b.track_op());
+            if inference && ours(x, &self.weight) && b.device().is_cpu() && b.dtype() == x.dtype() {
+                let op = op::ForwardFused {
+                    geom: geometry(x, &self.weight, &self.cfg)?,
+                    relu,
+                };
+                return x.contiguous()?.apply_op3_no_bwd(
+                    &self.weight.contiguous()?,
+                    &b.contiguous()?,
+                    &op,
+                );
+            }
+        }
+        let y = conv2d(x, &self.weight, &self.cfg)?;
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?)?,
+            None => y,
+        };
+        if relu { y.relu() } else { Ok(y) }
+    }
+}
+
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = conv2d(x, &self.weight, &self.cfg)?;
-        match &self.bias {
-            Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
-            None => Ok(y),
-        }
+        self.forward_act(x, false)
     }
+}
+
+/// Whether our CPU op runs this convolution (f32/f64 on the CPU, one dtype).
+fn ours(x: &Tensor, w: &Tensor) -> bool {
+    x.device().is_cpu()
+        && w.device().is_cpu()
+        && x.dtype() == w.dtype()
+        && matches!(x.dtype(), DType::F32 | DType::F64)
 }
 
 /// Checks `x (N, C_in, H, W)` and `w (C_out, C_in / G, kh, kw)` against `cfg`.
@@ -189,11 +221,7 @@ fn geometry(x: &Tensor, w: &Tensor, cfg: &ConvConfig) -> Result<Geom> {
 /// our op for f32/f64 on the CPU, [`conv2d_stock`] elsewhere.
 pub fn conv2d(x: &Tensor, w: &Tensor, cfg: &ConvConfig) -> Result<Tensor> {
     let g = geometry(x, w, cfg)?;
-    let ours = x.device().is_cpu()
-        && w.device().is_cpu()
-        && x.dtype() == w.dtype()
-        && matches!(x.dtype(), DType::F32 | DType::F64);
-    if !ours {
+    if !ours(x, w) {
         return conv2d_stock(x, w, cfg);
     }
     x.contiguous()?.apply_op2(&w.contiguous()?, op::Forward(g))

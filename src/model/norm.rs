@@ -2,14 +2,19 @@
 //!
 //! Reversible backpropagation runs every unit's forward twice per step; keeping the
 //! update separate lets the second (recomputing) pass leave the running statistics alone.
+//! At inference the layers fold BatchNorm into the preceding convolution
+//! ([`BatchNorm::folding`], used by `blocks::ConvBn`).
 
 use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 /// How BatchNorm layers normalise during one forward pass.
 pub enum BnMode<'a> {
-    /// Running statistics (inference).
+    /// Running statistics (inference), folded into the preceding convolution.
     Eval,
+    /// Running statistics applied as a separate op after each convolution: the reference
+    /// the folded form of [`BnMode::Eval`] is checked against.
+    EvalUnfolded,
     /// Batch statistics; each layer records its running-statistics update here.
     Train(&'a mut Vec<StatUpdate>),
     /// Batch statistics, no update recorded (reversible recomputation of a training pass).
@@ -91,7 +96,7 @@ impl BatchNorm {
     pub fn forward(&self, x: &Tensor, mode: &mut BnMode) -> Result<Tensor> {
         let c = x.dim(1)?;
         let (centred, var) = match mode {
-            BnMode::Eval => {
+            BnMode::Eval | BnMode::EvalUnfolded => {
                 let mean = self.running_mean.reshape((1, c, 1, 1))?;
                 let var = self.running_var.reshape((1, c, 1, 1))?;
                 (x.broadcast_sub(&mean)?, var)
@@ -112,6 +117,28 @@ impl BatchNorm {
         centred
             .broadcast_mul(&scale.broadcast_mul(&weight)?)?
             .broadcast_add(&bias)
+    }
+
+    /// The inference-mode layer as `y = x * scale + shift` per channel: `scale =
+    /// weight / sqrt(running_var + eps)`, `shift = bias - running_mean * scale`.
+    pub fn folding(&self) -> Result<(Tensor, Tensor)> {
+        let scale = self
+            .weight
+            .broadcast_div(&(&self.running_var + self.eps)?.sqrt()?)?;
+        let shift = (&self.bias - (&self.running_mean * &scale)?)?;
+        Ok((scale, shift))
+    }
+
+    /// Whether any parameter or statistic is a trainable variable (may change in place).
+    pub fn has_variables(&self) -> bool {
+        [
+            &self.weight,
+            &self.bias,
+            &self.running_mean,
+            &self.running_var,
+        ]
+        .iter()
+        .any(|t| t.is_variable())
     }
 
     /// PyTorch's rule: unbiased batch variance, `new = (1 - m) old + m batch`.

@@ -4,11 +4,12 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
-use super::blocks::{BranchSpec, ResBlock};
+use super::blocks::{BranchSpec, ConvBn, ResBlock};
 use super::config::Config;
 use super::conv::{Conv2d, ConvConfig};
 use super::norm::{BatchNorm, BnMode, Ctx, apply_updates};
 use super::reversible::RevBlock;
+use super::temporal::UnitConv;
 
 /// Class logits `(B, num_classes)` of each stream and their fusion.
 #[derive(Debug, Clone)]
@@ -105,8 +106,8 @@ impl Stage {
 /// and a classifier (`fc`) after temporal max-pooling and global spatial pooling.
 #[derive(Debug, Clone)]
 pub struct Stream {
-    conv1: Conv2d,
-    bn1: BatchNorm,
+    /// `conv1` and `bn1`.
+    stem: ConvBn,
     pool: bool,
     /// The four stages, res2..res5.
     pub stages: Vec<Stage>,
@@ -122,8 +123,16 @@ impl Stream {
             .map(|s| Stage::new(cfg, s, vb.pp(format!("layer{}", s + 1))))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            conv1: Conv2d::new(in_channels, cfg.base_width, stem, false, vb.pp("conv1"))?,
-            bn1: BatchNorm::new(cfg.base_width, cfg.bn_momentum, cfg.bn_eps, vb.pp("bn1"))?,
+            stem: ConvBn::new(
+                UnitConv::Spatial(Conv2d::new(
+                    in_channels,
+                    cfg.base_width,
+                    stem,
+                    false,
+                    vb.pp("conv1"),
+                )?),
+                BatchNorm::new(cfg.base_width, cfg.bn_momentum, cfg.bn_eps, vb.pp("bn1"))?,
+            ),
             pool: cfg.stem_pool,
             stages,
             fc: candle_nn::linear(cfg.stage_width(3), cfg.num_classes, vb.pp("fc"))?,
@@ -132,10 +141,7 @@ impl Stream {
 
     /// Stem: convolution, BatchNorm, ReLU and (optionally) a 3x3 stride-2 max-pool.
     pub fn stem(&self, x: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
-        let h = self
-            .bn1
-            .forward(&self.conv1.forward(x)?, &mut ctx.bn)?
-            .relu()?;
+        let h = self.stem.forward(x, ctx, true)?;
         if self.pool {
             // Zero padding equals -inf padding here: the input is non-negative after ReLU.
             h.pad_with_zeros(2, 1, 1)?

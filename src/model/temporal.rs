@@ -62,21 +62,31 @@ impl TemporalConv {
 
     /// Convolves `x` `(B * T, C, H, W)` over time (zero-padded) and space.
     pub fn forward(&self, x: &Tensor, frames: usize) -> Result<Tensor> {
-        let (n, c, h, w) = x.dims4()?;
-        if frames == 0 || n % frames != 0 {
-            candle_core::bail!("temporal conv: {n} images are not clips of {frames} frames");
-        }
-        let b = n / frames;
-        let padded = x.reshape((b, frames, c, h, w))?.pad_with_zeros(1, 1, 1)?;
-        let taps = (0..3)
-            .map(|k| padded.narrow(1, k, frames))
-            .collect::<Result<Vec<_>>>()?;
-        // (B, T, C, 3, H, W): channel index c * 3 + tap, matching the weight's (in, 3) order.
-        let stacked = Tensor::stack(&taps, 3)?.reshape((n, c * 3, h, w))?;
+        self.as_conv2d()?.forward(&stack_taps(x, frames)?)
+    }
+
+    /// The same layer as a 2-D convolution over [`stack_taps`]'s output.
+    pub fn as_conv2d(&self) -> Result<Conv2d> {
         let (out, cin, kt, kh, kw) = self.weight.dims5()?;
         let weight = self.weight.reshape((out, cin * kt, kh, kw))?;
-        Conv2d::from_weights(weight, None, self.cfg).forward(&stacked)
+        Ok(Conv2d::from_weights(weight, None, self.cfg))
     }
+}
+
+/// `(B * T, C, H, W)` → `(B * T, 3 * C, H, W)`: each frame with its predecessor and
+/// successor (zero at the clip's ends) stacked on the channel axis.
+pub fn stack_taps(x: &Tensor, frames: usize) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    if frames == 0 || n % frames != 0 {
+        candle_core::bail!("temporal conv: {n} images are not clips of {frames} frames");
+    }
+    let b = n / frames;
+    let padded = x.reshape((b, frames, c, h, w))?.pad_with_zeros(1, 1, 1)?;
+    let taps = (0..3)
+        .map(|k| padded.narrow(1, k, frames))
+        .collect::<Result<Vec<_>>>()?;
+    // (B, T, C, 3, H, W): channel index c * 3 + tap, matching the weight's (in, 3) order.
+    Tensor::stack(&taps, 3)?.reshape((n, c * 3, h, w))
 }
 
 /// A unit's convolution: purely spatial, or spatiotemporal with a temporal extent of 3.
@@ -101,6 +111,15 @@ impl UnitConv {
             Self::Temporal(TemporalConv::new(in_channels, out_channels, cfg, vb)?)
         } else {
             Self::Spatial(Conv2d::new(in_channels, out_channels, cfg, false, vb)?)
+        })
+    }
+
+    /// The layer as a 2-D convolution and whether its input must go through
+    /// [`stack_taps`] first.
+    pub fn as_conv2d(&self) -> Result<(Conv2d, bool)> {
+        Ok(match self {
+            Self::Spatial(conv) => (conv.clone(), false),
+            Self::Temporal(conv) => (conv.as_conv2d()?, true),
         })
     }
 

@@ -26,7 +26,7 @@ const IMPLICIT_TILE_FLOATS: usize = 256 * 1024;
 const TILE_ALIGN: usize = 48;
 
 /// Element types the kernels run on.
-pub trait Elem: Copy + Send + Sync + 'static + std::ops::AddAssign {
+pub trait Elem: Copy + Send + Sync + 'static + PartialOrd + std::ops::AddAssign {
     /// Additive identity.
     const ZERO: Self;
     /// Multiplicative identity.
@@ -41,6 +41,43 @@ impl Elem for f32 {
 impl Elem for f64 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
+}
+
+/// What happens to each output channel as it is written: a bias added, then an optional
+/// ReLU (inference with BatchNorm folded in), while the outputs are still in cache.
+#[derive(Clone, Copy)]
+pub struct Epilogue<'a, T> {
+    /// One value per output channel.
+    pub bias: Option<&'a [T]>,
+    /// Clamp negative outputs to zero.
+    pub relu: bool,
+}
+
+impl<'a, T: Elem> Epilogue<'a, T> {
+    /// Leaves outputs as they are.
+    pub const NONE: Self = Self {
+        bias: None,
+        relu: false,
+    };
+
+    /// Applies the epilogue to outputs `out` of output channel `channel`.
+    fn apply(&self, channel: usize, out: &mut [T]) {
+        if let Some(bias) = self.bias {
+            let b = bias[channel];
+            out.iter_mut().for_each(|v| *v += b);
+        }
+        if self.relu {
+            out.iter_mut().for_each(|v| {
+                if *v < T::ZERO {
+                    *v = T::ZERO
+                }
+            });
+        }
+    }
+
+    fn is_none(&self) -> bool {
+        self.bias.is_none() && !self.relu
+    }
 }
 
 /// Full geometry of one convolution call: batch, channels, input size, kernel, stride,
@@ -289,21 +326,23 @@ unsafe fn mm<T: Elem>(
     }
 }
 
-/// Forward convolution: `x (N, C_in, H, W)`, `w (C_out, C_in / G, kh, kw)` → `(N, C_out, Ho, Wo)`.
-pub fn forward<T: Elem>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
+/// Forward convolution: `x (N, C_in, H, W)`, `w (C_out, C_in / G, kh, kw)` → `(N, C_out, Ho, Wo)`,
+/// with `epi` applied to the outputs.
+pub fn forward<T: Elem>(g: &Geom, x: &[T], w: &[T], epi: Epilogue<T>) -> Vec<T> {
     if g.implicit() {
-        forward_implicit(g, x, w)
+        forward_implicit(g, x, w, epi)
     } else if let Some(gs) = phases::geometry(g) {
-        forward_implicit(&gs, &phases::input(g, &gs, x), &phases::weight(g, &gs, w))
+        let (xs, ws) = (phases::input(g, &gs, x), phases::weight(g, &gs, w));
+        forward_implicit(&gs, &xs, &ws, epi)
     } else {
-        forward_im2col(g, x, w)
+        forward_im2col(g, x, w, epi)
     }
 }
 
 /// Stride-1 forward as one accumulating GEMM per kernel tap over the zero-padded input
 /// ("implicit GEMM", no im2col): on the padded row pitch, tap (ky, kx) is the input
 /// shifted by `ky * Wp + kx`. Outputs land on that pitch; the valid columns are copied out.
-fn forward_implicit<T: Elem>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
+fn forward_implicit<T: Elem>(g: &Geom, x: &[T], w: &[T], epi: Epilogue<T>) -> Vec<T> {
     let (p, k, hw, cig, cog) = (g.p(), g.k(), g.hw(), g.cig(), g.cog());
     let (hp, wp, ho, wo) = (g.h + 2 * g.ph, g.w + 2 * g.pw, g.ho(), g.wo());
     let (khw, grid) = (g.kh * g.kw, ho * wp);
@@ -344,10 +383,11 @@ fn forward_implicit<T: Elem>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
                 };
             }
         }
-        for (dst, src) in yi.chunks_mut(p).zip(yg.chunks(grid)) {
+        for (co, (dst, src)) in yi.chunks_mut(p).zip(yg.chunks(grid)).enumerate() {
             for (d, s) in dst.chunks_mut(wo).zip(src.chunks(wp)) {
                 d.copy_from_slice(&s[..wo]);
             }
+            epi.apply(gi * cog + co, dst);
         }
     };
     let mut y = vec![T::ZERO; g.n * g.c_out * p];
@@ -408,7 +448,7 @@ fn repitched<'a, T: Elem>(
 }
 
 /// Forward convolution through explicit im2col tiles.
-fn forward_im2col<T: Elem>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
+fn forward_im2col<T: Elem>(g: &Geom, x: &[T], w: &[T], epi: Epilogue<T>) -> Vec<T> {
     let (p, k, hw, cig, cog) = (g.p(), g.k(), g.hw(), g.cig(), g.cog());
     let mut y = vec![T::ZERO; g.n * g.c_out * p];
     let tile = g.tile(TILE_FLOATS);
@@ -425,12 +465,13 @@ fn forward_im2col<T: Elem>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
                 im2col(g, xg, &segments(g, p0, t), t, col);
                 (col.as_ptr(), t)
             };
+            let first = (b * g.c_out + gi * cog) * p + p0;
             // SAFETY: the destination block (cog rows of p, columns p0..p0 + t) belongs to
             // this item alone; lhs and rhs strides stay inside xg/col and w.
             unsafe {
                 mm(
                     (t, cog, k),
-                    yp.get().add((b * g.c_out + gi * cog) * p + p0),
+                    yp.get().add(first),
                     (p, 1),
                     false,
                     lhs,
@@ -440,6 +481,14 @@ fn forward_im2col<T: Elem>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
                     Parallelism::None,
                 )
             }
+            if !epi.is_none() {
+                for co in 0..cog {
+                    // SAFETY: row co of this item's block, just written by the GEMM above.
+                    let row =
+                        unsafe { std::slice::from_raw_parts_mut(yp.get().add(first + co * p), t) };
+                    epi.apply(gi * cog + co, row);
+                }
+            }
         });
     y
 }
@@ -447,7 +496,7 @@ fn forward_im2col<T: Elem>(g: &Geom, x: &[T], w: &[T]) -> Vec<T> {
 /// Input gradient: `dy (N, C_out, Ho, Wo)`, `w` → `dx (N, C_in, H, W)`.
 pub fn backward_input<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
     if let Some(gt) = transposed(g) {
-        forward(&gt, dy, &flip_transpose(g, w))
+        forward(&gt, dy, &flip_transpose(g, w), Epilogue::NONE)
     } else if let Some(gs) = phases::geometry(g) {
         let dxs = backward_input(&gs, dy, &phases::weight(g, &gs, w));
         phases::input_grad(g, &gs, &dxs)

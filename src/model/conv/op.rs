@@ -1,11 +1,12 @@
 //! candle custom ops around the CPU kernels: the forward convolution and, for its
 //! backward, one op per gradient so autograd skips the input gradient of a tensor
-//! that tracks none (the network's input).
+//! that tracks none (the network's input); and an inference-only forward with the bias
+//! and ReLU applied inside the kernel.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
 
-use super::cpu::{self, Elem, Geom};
+use super::cpu::{self, Elem, Epilogue, Geom};
 
 /// A kernel taking two contiguous operands of one element type.
 trait Kernel {
@@ -73,7 +74,7 @@ pub struct Forward(pub Geom);
 
 impl Kernel for Forward {
     fn run<T: Elem>(&self, x: &[T], w: &[T]) -> Vec<T> {
-        cpu::forward(&self.0, x, w)
+        cpu::forward(&self.0, x, w, Epilogue::NONE)
     }
     fn operand_shapes(&self) -> (Shape, Shape) {
         (input_shape(&self.0), weight_shape(&self.0))
@@ -181,5 +182,72 @@ impl CustomOp2 for BackwardWeight {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         cpu_apply(self, self.name(), (s1, l1), (s2, l2))
+    }
+}
+
+/// Inference forward on (input, weight, bias): `relu?(conv(x, w) + bias)` in one pass.
+/// It has no backward; [`super::Conv2d`] uses it only when no operand tracks gradients.
+pub struct ForwardFused {
+    /// The convolution's geometry.
+    pub geom: Geom,
+    /// Whether a ReLU follows the bias.
+    pub relu: bool,
+}
+
+impl CustomOp3 for ForwardFused {
+    fn name(&self) -> &'static str {
+        "revstream-conv2d-bias-act"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = &self.geom;
+        let name = self.name();
+        if l1.shape() != &input_shape(g)
+            || l2.shape() != &weight_shape(g)
+            || l3.shape().dims() != [g.c_out]
+        {
+            bail!(
+                "{name}: operands {:?}, {:?}, {:?} do not fit {g:?}",
+                l1.shape(),
+                l2.shape(),
+                l3.shape()
+            );
+        }
+        fn run<T: Elem>(f: &ForwardFused, x: &[T], w: &[T], b: &[T]) -> Vec<T> {
+            let epi = Epilogue {
+                bias: Some(b),
+                relu: f.relu,
+            };
+            cpu::forward(&f.geom, x, w, epi)
+        }
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => CpuStorage::F32(run(
+                self,
+                contiguous(x, l1, name)?,
+                contiguous(w, l2, name)?,
+                contiguous(b, l3, name)?,
+            )),
+            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => CpuStorage::F64(run(
+                self,
+                contiguous(x, l1, name)?,
+                contiguous(w, l2, name)?,
+                contiguous(b, l3, name)?,
+            )),
+            (x, w, b) => bail!(
+                "{name}: unsupported dtypes {:?}, {:?}, {:?}",
+                x.dtype(),
+                w.dtype(),
+                b.dtype()
+            ),
+        };
+        Ok((out, output_shape(g)))
     }
 }
