@@ -29,6 +29,18 @@ pub struct Preprocessing {
     pub flow_bound: f32,
     /// TV-L1 settings.
     pub tvl1: Tvl1Params,
+    /// Which TV-L1 implementation computes the flow.
+    pub flow_engine: FlowEngine,
+}
+
+/// Which TV-L1 implementation prepares a request's flow.
+#[derive(Debug, Clone)]
+pub enum FlowEngine {
+    /// The CPU solver, one clip per rayon task.
+    Cpu,
+    /// The batched tensor solver on this device (a GPU in serving), every field of a
+    /// request in one call.
+    Batched(Device),
 }
 
 /// One request's model inputs, with what it cost to make them.
@@ -105,10 +117,13 @@ pub fn prepare(
 
     let started = Instant::now();
     let flow_span = tracing::debug_span!("flow", fields = clips.len() * l).entered();
-    let stacks = clips
-        .par_iter()
-        .map(|clip| flow_stack(clip, side, pre, cancel))
-        .collect::<Result<Vec<_>, _>>()?;
+    let stacks = match &pre.flow_engine {
+        FlowEngine::Cpu => clips
+            .par_iter()
+            .map(|clip| flow_stack(clip, side, pre, cancel))
+            .collect::<Result<Vec<_>, _>>()?,
+        FlowEngine::Batched(device) => flow_stacks_batched(&clips, side, pre, device, cancel)?,
+    };
     let flow_ms = started.elapsed().as_secs_f64() * 1e3;
     drop(flow_span);
     tracing::debug!(decode_ms, flow_ms, frames_decoded, "inputs ready");
@@ -208,6 +223,49 @@ fn flow_stack(
     Ok(planes)
 }
 
+/// Every clip's flow stack from one call of the batched tensor solver on `device`.
+fn flow_stacks_batched(
+    clips: &[Clip],
+    side: usize,
+    pre: &Preprocessing,
+    device: &Device,
+    cancel: &Cancel,
+) -> Result<Vec<Vec<f32>>, PipelineError> {
+    let (mut prev, mut next) = (Vec::new(), Vec::new());
+    for clip in clips {
+        let grays = clip
+            .frames
+            .iter()
+            .map(|f| {
+                check_size(f, side)?;
+                Ok(GrayImage::from_rgb(&f.data, side, side))
+            })
+            .collect::<Result<Vec<_>, PipelineError>>()?;
+        for pair in grays.windows(2) {
+            prev.push(pair[0].clone());
+            next.push(pair[1].clone());
+        }
+    }
+    if cancel.is_cancelled() {
+        return Err(PipelineError::Cancelled);
+    }
+    let fields = flow::tvl1_batch(&prev, &next, &pre.tvl1, device).map_err(crate::Error::from)?;
+    let per_clip = fields.len() / clips.len().max(1);
+    Ok(fields
+        .chunks(per_clip.max(1))
+        .map(|clip_fields| {
+            let mut planes = Vec::with_capacity(2 * clip_fields.len() * side * side);
+            for field in clip_fields {
+                let (u, v) = flow::encode::quantize(field, pre.flow_bound);
+                for plane in [u, v] {
+                    planes.extend(plane.iter().map(|&q| q as f32 * (2.0 / 255.0) - 1.0));
+                }
+            }
+            planes
+        })
+        .collect())
+}
+
 fn internal(message: String) -> PipelineError {
     PipelineError::Failed(crate::Error::Model(message))
 }
@@ -241,6 +299,7 @@ mod tests {
             std: [0.229, 0.224, 0.225],
             flow_bound: 20.0,
             tvl1: Preset::Fast.params(),
+            flow_engine: FlowEngine::Cpu,
         }
     }
 
@@ -297,6 +356,26 @@ mod tests {
         cancel.cancel();
         let err = prepare(&mut video, &pre, (0, frames), 1, &cancel).unwrap_err();
         assert!(matches!(err, PipelineError::Cancelled), "{err}");
+    }
+
+    #[test]
+    fn the_batched_engine_gives_the_cpu_engine_s_inputs() {
+        let cpu = tiny();
+        let batched = Preprocessing {
+            flow_engine: FlowEngine::Batched(Device::Cpu),
+            ..tiny()
+        };
+        let mut video = ffmpeg_video("testsrc2=size=64x64:rate=10:duration=2");
+        let frames = video.info().frames;
+        let a = prepare(&mut video, &cpu, (0, frames), 2, &Cancel::default()).unwrap();
+        let b = prepare(&mut video, &batched, (0, frames), 2, &Cancel::default()).unwrap();
+        assert_eq!(a.flow.dims(), b.flow.dims());
+        let diff = (&a.flow - &b.flow).unwrap().abs().unwrap();
+        // In pixels: -1..1 spans ±flow_bound = ±20 px, so one unit is 20 px.
+        let mean_px = diff.mean_all().unwrap().to_scalar::<f32>().unwrap() * 20.0;
+        assert!(mean_px < 0.1, "mean |Δ| between engines {mean_px} px");
+        let rgb = (&a.rgb - &b.rgb).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(rgb.to_scalar::<f32>().unwrap(), 0.0);
     }
 
     #[test]

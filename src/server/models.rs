@@ -11,9 +11,10 @@ use candle_core::{Device, Tensor};
 use super::config::{BackendKind, ServerConfig};
 use super::metrics::Metrics;
 use super::types::{InputSpec, ModelInfo};
-use crate::backend::{Backend, candle::CandleBackend, device};
+use crate::backend::device::{self, Precision};
+use crate::backend::{Backend, candle::CandleBackend};
 use crate::flow::Preset;
-use crate::pipeline::preprocess::Preprocessing;
+use crate::pipeline::preprocess::{FlowEngine, Preprocessing};
 use crate::pipeline::queue::{BatchOptions, BatchQueue, LoadState};
 use crate::pipeline::spec::ModelSpec;
 
@@ -59,10 +60,26 @@ impl ServedModel {
             std: pre.std,
             flow_bound: pre.flow_bound,
             tvl1: preset.params(),
+            flow_engine: FlowEngine::Cpu,
         };
         let warmup = warmup_inputs(&preprocessing)?;
         let weights: PathBuf = dir.join("model.safetensors");
         let device_name = config.device.clone();
+        let precision = config.dtype;
+        // Resolved here, so flow can follow the model onto a GPU; a bad name fails the
+        // load on the backend thread like any other load error.
+        let candle_device = match config.backend {
+            BackendKind::Candle => Some(device::parse(&device_name)),
+            BackendKind::Ort => None,
+        };
+        let preprocessing = match &candle_device {
+            // The model runs on a GPU: the batched tensor TV-L1 runs there too.
+            Some(Ok(d)) if d.is_cuda() => Preprocessing {
+                flow_engine: FlowEngine::Batched(d.clone()),
+                ..preprocessing
+            },
+            _ => preprocessing,
+        };
         let max_batch = config.max_batch;
         let backend = config.backend;
         let ort_library = config.ort_library.clone();
@@ -70,12 +87,35 @@ impl ServedModel {
         let load = move || -> crate::Result<Box<dyn Backend>> {
             match backend {
                 BackendKind::Candle => {
-                    let device = device::parse(&device_name)?;
-                    Ok(Box::new(CandleBackend::load(
-                        &arch, &weights, device, max_batch,
+                    let device = match candle_device {
+                        Some(parsed) => parsed?,
+                        None => device::parse(&device_name)?,
+                    };
+                    let precision =
+                        device::precision_for(&device, device::is_auto(&device_name), precision)?;
+                    Ok(Box::new(CandleBackend::load_as(
+                        &arch,
+                        &weights,
+                        device,
+                        precision.dtype(),
+                        max_batch,
                     )?))
                 }
-                BackendKind::Ort => load_ort(&model_dir, ort_library, &device_name, max_batch),
+                BackendKind::Ort => {
+                    if precision != Precision::F32 {
+                        return Err(crate::Error::InvalidArgument(
+                            "--dtype bf16 is for the candle backend; ONNX Runtime runs the f32 graph"
+                                .to_string(),
+                        ));
+                    }
+                    // ONNX Runtime's CUDA provider is chosen explicitly (cuda:N), never guessed.
+                    let ort_device = if device::is_auto(&device_name) {
+                        "cpu".to_string()
+                    } else {
+                        device_name
+                    };
+                    load_ort(&model_dir, ort_library, &ort_device, max_batch)
+                }
             }
         };
         let options = BatchOptions {
@@ -113,6 +153,7 @@ impl ServedModel {
             }),
             backend: backend.name,
             device: backend.device,
+            dtype: backend.dtype,
             status: match self.queue.state() {
                 LoadState::Loading => "loading",
                 LoadState::Ready => "ready",
