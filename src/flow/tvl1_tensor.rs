@@ -476,7 +476,7 @@ mod tests {
         let b = GrayImage::from_luma8(&[0; 16 * 20], 16, 20).unwrap();
         let p = Tvl1Params::fast();
         assert!(matches!(
-            tvl1_batch(&[a.clone()], &[b], &p, &Device::Cpu),
+            tvl1_batch(std::slice::from_ref(&a), &[b], &p, &Device::Cpu),
             Err(FlowError::SizeMismatch(..))
         ));
         assert!(matches!(
