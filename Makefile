@@ -5,7 +5,7 @@ APT_PACKAGES := libavcodec-dev libavformat-dev libavutil-dev libswscale-dev \
                 pkg-config clang libclang-dev ffmpeg python3-venv python3-pip
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: deps serve test bench fmt lint
+.PHONY: deps serve test bench fmt lint check-cuda gpu-bundle
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
@@ -22,6 +22,35 @@ serve: deps
 test: deps
 	cargo test --features ort --no-fail-fast
 	cargo test --features ort --benches --no-run
+
+# The `cuda` feature needs a CUDA toolkit (nvcc for candle's kernels) but no GPU:
+# scripts/setup-cuda-root.sh assembles CUDA 13.0 from PyPI wheels into
+# $(CUDA_PREFIX). Separate target dir, so CPU builds are not invalidated. Not part of
+# `make test`: from scratch it outlasts CI's budget (docs/benchmarks.md, GPU path).
+CUDA_PREFIX ?= $(HOME)/.cache/revstream-cuda
+CUDA_CARGO = . $(CUDA_PREFIX)/env.sh && CARGO_TARGET_DIR=target-cuda cargo
+
+check-cuda: deps
+	cargo fetch
+	scripts/setup-cuda-root.sh $(CUDA_PREFIX)
+	$(CUDA_CARGO) check --features cuda --all-targets
+
+# target-cuda/gpu-bundle.tar.gz: the CUDA revstream-gpu-check, scripts/gpu-check.sh, the
+# PyTorch peer and models/default, for a GPU machine without Rust
+# (tar xzf gpu-bundle.tar.gz && gpu-bundle/scripts/gpu-check.sh results).
+gpu-bundle: deps
+	cargo fetch
+	scripts/setup-cuda-root.sh $(CUDA_PREFIX)
+	$(CUDA_CARGO) build --release --features cuda --bin revstream-gpu-check
+	rm -rf target-cuda/gpu-bundle
+	mkdir -p target-cuda/gpu-bundle/bin target-cuda/gpu-bundle/scripts/peers target-cuda/gpu-bundle/models
+	cp target-cuda/release/revstream-gpu-check target-cuda/gpu-bundle/bin/
+	strip target-cuda/gpu-bundle/bin/revstream-gpu-check
+	cp scripts/gpu-check.sh target-cuda/gpu-bundle/scripts/
+	cp scripts/peers/torch_forward.py target-cuda/gpu-bundle/scripts/peers/
+	cp -r models/default target-cuda/gpu-bundle/models/
+	tar -C target-cuda -czf target-cuda/gpu-bundle.tar.gz gpu-bundle
+	@ls -lh target-cuda/gpu-bundle.tar.gz
 
 bench: deps
 	cargo bench

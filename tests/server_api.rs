@@ -6,9 +6,10 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::server::{LABELS, TestServer, expect_error, test_video};
+use common::server::{LABELS, TestServer, expect_error, test_video, tiny_model};
 use common::videos::audio_only;
 use prost::Message;
+use revstream::backend::device::Precision;
 use revstream::server::types::PredictResponse;
 use serde_json::Value;
 
@@ -311,6 +312,9 @@ async fn describes_models_and_health() {
     let server = TestServer::start(|_| {}).await;
     let health: Value = server.get_json("/health").await;
     assert_eq!(health["status"], "ok");
+    // The default device is `auto`: the CPU in a build without CUDA.
+    assert_eq!(health["models"][0]["device"], "cpu");
+    assert_eq!(health["models"][0]["dtype"], "f32");
     for path in ["/v1/models/default", "/v1/models/tiny"] {
         let model: Value = server.get_json(path).await;
         assert_eq!(model["name"], "tiny");
@@ -323,10 +327,53 @@ async fn describes_models_and_health() {
             (model["backend"].as_str(), model["device"].as_str()),
             (Some("candle"), Some("cpu"))
         );
+        assert_eq!(model["dtype"], "f32");
         assert_eq!(model["status"], "ready");
     }
     let list: Value = server.get_json("/v1/models").await;
     assert_eq!(list["models"].as_array().map(Vec::len), Some(1));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bf16_on_an_explicit_cpu_is_refused_and_downgraded_under_auto() {
+    let server = TestServer::start_unready(
+        |dir| vec![tiny_model(dir, "tiny", 1)],
+        |c| {
+            c.device = "cpu".to_string();
+            c.dtype = Precision::Bf16;
+        },
+    )
+    .await;
+    let failure = server.state.models.wait_loaded().await.unwrap_err();
+    assert!(
+        failure.contains("bf16 inference needs a CUDA device"),
+        "{failure}"
+    );
+    let body = expect_error(
+        server
+            .client
+            .get(server.url("/health"))
+            .send()
+            .await
+            .unwrap(),
+        503,
+        "not_ready",
+    )
+    .await;
+    assert!(body["error"].as_str().unwrap().contains("bf16"), "{body}");
+    server.stop().await;
+
+    let server = TestServer::start(|c| {
+        c.device = "auto".to_string();
+        c.dtype = Precision::Bf16;
+    })
+    .await;
+    let model: Value = server.get_json("/v1/models/default").await;
+    assert_eq!(
+        (model["device"].as_str(), model["dtype"].as_str()),
+        (Some("cpu"), Some("f32"))
+    );
     server.stop().await;
 }
 

@@ -118,6 +118,7 @@ fn options(epochs: usize) -> TrainOptions {
         grad_clip: Some(5.0),
         seed: 5,
         init_from: None,
+        device: "cpu".to_string(),
     }
 }
 

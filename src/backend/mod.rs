@@ -15,6 +15,10 @@ pub trait Backend: Send {
     fn name(&self) -> &'static str;
     /// The device it runs on (`cpu`, `cuda:0`).
     fn device(&self) -> String;
+    /// The floating-point type it computes in (`f32`, `bf16`).
+    fn dtype(&self) -> &'static str {
+        "f32"
+    }
     /// The most samples one call to [`Backend::predict`] should get.
     fn max_batch(&self) -> usize;
     /// Fused class probabilities, one row per sample, for `rgb` (B, T, 3, H, W) and

@@ -6,11 +6,13 @@ mod median;
 mod pyramid;
 pub mod synth;
 mod tvl1;
+pub mod tvl1_tensor;
 mod warp;
 
 use serde::{Deserialize, Serialize};
 
 pub use tvl1::{try_tvl1, tvl1};
+pub use tvl1_tensor::tvl1_batch;
 
 /// Why a flow computation or a flow file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -36,11 +38,17 @@ pub enum FlowError {
     /// A parameter is out of its valid range.
     #[error("invalid flow parameter: {0}")]
     InvalidParams(String),
+    /// A tensor operation of the batched solver failed (our fault, not the input's).
+    #[error("flow tensor op: {0}")]
+    Tensor(#[from] candle_core::Error),
 }
 
 impl From<FlowError> for crate::Error {
     fn from(e: FlowError) -> Self {
-        crate::Error::InvalidArgument(e.to_string())
+        match e {
+            FlowError::Tensor(e) => crate::Error::Candle(e),
+            e => crate::Error::InvalidArgument(e.to_string()),
+        }
     }
 }
 

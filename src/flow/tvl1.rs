@@ -110,7 +110,8 @@ pub fn try_tvl1(
 }
 
 /// `next` mapped affinely to `prev`'s mean and standard deviation: a global gain or
-/// offset between the frames otherwise shows up as flow wherever there is texture.
+/// offset between the frames (flicker, auto-exposure) otherwise shows up as flow
+/// wherever there is texture.
 fn match_gain(prev: &[f32], next: &[f32]) -> Vec<f32> {
     let stats = |x: &[f32]| {
         let n = x.len() as f64;

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use super::spec::flow_timing;
 use super::{Cancel, PipelineError};
-use crate::flow::{self, GrayImage, Tvl1Params};
+use crate::flow::{self, Flow, GrayImage, Tvl1Params};
 use crate::video::{Clip, Resize, RgbFrame, Sampling, Video, VideoInfo};
 
 /// How a model wants its inputs prepared.
@@ -32,6 +32,18 @@ pub struct Preprocessing {
     pub flow_fps: Option<f64>,
     /// TV-L1 settings.
     pub tvl1: Tvl1Params,
+    /// Which TV-L1 implementation computes the flow.
+    pub flow_engine: FlowEngine,
+}
+
+/// Which TV-L1 implementation prepares a request's flow.
+#[derive(Debug, Clone)]
+pub enum FlowEngine {
+    /// The CPU solver, one clip per rayon task.
+    Cpu,
+    /// The batched tensor solver on this device (a GPU in serving), every field of a
+    /// request in one call.
+    Batched(Device),
 }
 
 /// One request's model inputs, with what it cost to make them.
@@ -109,10 +121,15 @@ pub fn prepare(
 
     let started = Instant::now();
     let flow_span = tracing::debug_span!("flow", fields = clips.len() * l).entered();
-    let stacks = clips
-        .par_iter()
-        .map(|clip| flow_stack(clip, side, pre, flow_scale, cancel))
-        .collect::<Result<Vec<_>, _>>()?;
+    let stacks = match &pre.flow_engine {
+        FlowEngine::Cpu => clips
+            .par_iter()
+            .map(|clip| flow_stack(clip, side, pre, flow_scale, cancel))
+            .collect::<Result<Vec<_>, _>>()?,
+        FlowEngine::Batched(device) => {
+            flow_stacks_batched(&clips, side, pre, flow_scale, device, cancel)?
+        }
+    };
     let flow_ms = started.elapsed().as_secs_f64() * 1e3;
     drop(flow_span);
     tracing::debug!(decode_ms, flow_ms, frames_decoded, "inputs ready");
@@ -189,30 +206,73 @@ fn flow_stack(
     scale: f32,
     cancel: &Cancel,
 ) -> Result<Vec<f32>, PipelineError> {
-    let grays = clip
-        .frames
-        .iter()
-        .map(|f| {
-            check_size(f, side)?;
-            Ok(GrayImage::from_rgb(&f.data, side, side))
-        })
-        .collect::<Result<Vec<_>, PipelineError>>()?;
-    let bound = pre.flow_bound;
+    let grays = grays(clip, side)?;
     let mut planes = Vec::with_capacity(2 * pre.flow_stack * side * side);
     for pair in grays.windows(2) {
         if cancel.is_cancelled() {
             return Err(PipelineError::Cancelled);
         }
         let mut field = flow::tvl1(&pair[0], &pair[1], &pre.tvl1);
-        field.scale(scale);
-        // Through the same 8-bit quantisation as the trainer's flow cache, so the model
-        // sees the values it was trained on.
-        let (u, v) = flow::encode::quantize(&field, bound);
-        for plane in [u, v] {
-            planes.extend(plane.iter().map(|&q| q as f32 * (2.0 / 255.0) - 1.0));
-        }
+        push_planes(&mut planes, &mut field, scale, pre.flow_bound);
     }
     Ok(planes)
+}
+
+/// The clip's frames as grey images, after checking their size.
+fn grays(clip: &Clip, side: usize) -> Result<Vec<GrayImage>, PipelineError> {
+    clip.frames
+        .iter()
+        .map(|f| {
+            check_size(f, side)?;
+            Ok(GrayImage::from_rgb(&f.data, side, side))
+        })
+        .collect()
+}
+
+/// Every clip's flow stack from one call of the batched tensor solver on `device`.
+fn flow_stacks_batched(
+    clips: &[Clip],
+    side: usize,
+    pre: &Preprocessing,
+    scale: f32,
+    device: &Device,
+    cancel: &Cancel,
+) -> Result<Vec<Vec<f32>>, PipelineError> {
+    let (mut prev, mut next) = (Vec::new(), Vec::new());
+    for clip in clips {
+        let grays = grays(clip, side)?;
+        for pair in grays.windows(2) {
+            prev.push(pair[0].clone());
+            next.push(pair[1].clone());
+        }
+    }
+    if cancel.is_cancelled() {
+        return Err(PipelineError::Cancelled);
+    }
+    let mut fields =
+        flow::tvl1_batch(&prev, &next, &pre.tvl1, device).map_err(crate::Error::from)?;
+    let per_clip = fields.len() / clips.len().max(1);
+    Ok(fields
+        .chunks_mut(per_clip.max(1))
+        .map(|clip_fields| {
+            let mut planes = Vec::with_capacity(2 * clip_fields.len() * side * side);
+            for field in clip_fields {
+                push_planes(&mut planes, field, scale, pre.flow_bound);
+            }
+            planes
+        })
+        .collect())
+}
+
+/// Appends a field's u and v planes: multiplied by `scale` (the frame-rate correction),
+/// then through the same 8-bit quantisation as the trainer's flow cache, so the model
+/// sees the values it was trained on, and mapped to -1..1.
+fn push_planes(planes: &mut Vec<f32>, field: &mut Flow, scale: f32, bound: f32) {
+    field.scale(scale);
+    let (u, v) = flow::encode::quantize(field, bound);
+    for plane in [u, v] {
+        planes.extend(plane.iter().map(|&q| q as f32 * (2.0 / 255.0) - 1.0));
+    }
 }
 
 fn internal(message: String) -> PipelineError {
@@ -249,6 +309,7 @@ mod tests {
             flow_bound: 20.0,
             flow_fps: None,
             tvl1: Preset::Fast.params(),
+            flow_engine: FlowEngine::Cpu,
         }
     }
 
@@ -338,6 +399,26 @@ mod tests {
         cancel.cancel();
         let err = prepare(&mut video, &pre, (0, frames), 1, &cancel).unwrap_err();
         assert!(matches!(err, PipelineError::Cancelled), "{err}");
+    }
+
+    #[test]
+    fn the_batched_engine_gives_the_cpu_engine_s_inputs() {
+        let cpu = tiny();
+        let batched = Preprocessing {
+            flow_engine: FlowEngine::Batched(Device::Cpu),
+            ..tiny()
+        };
+        let mut video = ffmpeg_video("testsrc2=size=64x64:rate=10:duration=2");
+        let frames = video.info().frames;
+        let a = prepare(&mut video, &cpu, (0, frames), 2, &Cancel::default()).unwrap();
+        let b = prepare(&mut video, &batched, (0, frames), 2, &Cancel::default()).unwrap();
+        assert_eq!(a.flow.dims(), b.flow.dims());
+        let diff = (&a.flow - &b.flow).unwrap().abs().unwrap();
+        // In pixels: -1..1 spans ±flow_bound = ±20 px, so one unit is 20 px.
+        let mean_px = diff.mean_all().unwrap().to_scalar::<f32>().unwrap() * 20.0;
+        assert!(mean_px < 0.1, "mean |Δ| between engines {mean_px} px");
+        let rgb = (&a.rgb - &b.rgb).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(rgb.to_scalar::<f32>().unwrap(), 0.0);
     }
 
     #[test]

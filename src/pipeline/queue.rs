@@ -72,6 +72,8 @@ pub struct BackendInfo {
     pub name: String,
     /// The device it runs on.
     pub device: String,
+    /// The floating-point type it computes in.
+    pub dtype: String,
 }
 
 /// The sending side of a backend thread's queue.
@@ -115,6 +117,7 @@ impl BatchQueue {
                     *info = BackendInfo {
                         name: backend.name().to_string(),
                         device: backend.device(),
+                        dtype: backend.dtype().to_string(),
                     };
                 }
                 drop(warmup);
@@ -191,6 +194,7 @@ where
     tracing::info!(
         backend = backend.name(),
         device = %backend.device(),
+        dtype = backend.dtype(),
         load_ms = loaded.as_millis() as u64,
         warmup_ms = (started.elapsed() - loaded).as_millis() as u64,
         "model ready"

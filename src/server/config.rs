@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::backend::device::Precision;
 use crate::flow::Preset;
 use crate::video::Limits;
 
@@ -54,9 +55,14 @@ pub struct ServerConfig {
     /// Inference engine.
     #[arg(long, env = "REVSTREAM_BACKEND", value_enum, default_value = "candle")]
     pub backend: BackendKind,
-    /// Device for inference: `cpu` or `cuda:N`.
-    #[arg(long, env = "REVSTREAM_DEVICE", default_value = "cpu")]
+    /// Device for inference: `auto` (the first GPU when the build has CUDA and one is
+    /// present, else the CPU), `cpu`, `cuda` or `cuda:N`.
+    #[arg(long, env = "REVSTREAM_DEVICE", default_value = "auto")]
     pub device: String,
+    /// Inference precision: `f32`, or `bf16` on CUDA (refused with `--device cpu`;
+    /// with `auto` on a machine without a GPU it runs f32 and logs a warning).
+    #[arg(long, env = "REVSTREAM_DTYPE", value_enum, default_value = "f32")]
+    pub dtype: Precision,
     /// The ONNX Runtime library (`libonnxruntime.so`) for `--backend ort`.
     #[arg(long, env = "ORT_DYLIB_PATH")]
     pub ort_library: Option<PathBuf>,

@@ -11,10 +11,11 @@ use candle_core::{Device, Tensor};
 use super::config::{BackendKind, ServerConfig};
 use super::metrics::Metrics;
 use super::types::{InputSpec, ModelInfo};
-use crate::backend::{Backend, candle::CandleBackend, device};
+use crate::backend::device::{self, Precision};
+use crate::backend::{Backend, candle::CandleBackend};
 use crate::flow::Preset;
 use crate::pipeline::external::ExternalSpec;
-use crate::pipeline::preprocess::{self, Prepared, Preprocessing};
+use crate::pipeline::preprocess::{self, FlowEngine, Prepared, Preprocessing};
 use crate::pipeline::queue::{BatchOptions, BatchQueue, LoadState};
 use crate::pipeline::rgb::{self, RgbPreprocessing};
 use crate::pipeline::spec::{ModelFolder, ModelSpec};
@@ -124,6 +125,7 @@ impl ServedModel {
             }),
             backend: backend.name,
             device: backend.device,
+            dtype: backend.dtype,
             status: match self.queue.state() {
                 LoadState::Loading => "loading",
                 LoadState::Ready => "ready",
@@ -158,22 +160,42 @@ fn native(
         flow_bound: pre.flow_bound,
         flow_fps: pre.flow_fps,
         tvl1: preset.params(),
+        flow_engine: FlowEngine::Cpu,
     };
     let weights: PathBuf = dir.join("model.safetensors");
     let device_name = config.device.clone();
+    let precision = config.dtype;
+    // Resolved here, so flow can follow the model onto a GPU; a bad name fails the
+    // load on the backend thread like any other load error.
+    let candle_device = match config.backend {
+        BackendKind::Candle => Some(device::parse(&device_name)),
+        BackendKind::Ort => None,
+    };
+    let preprocessing = match &candle_device {
+        // The model runs on a GPU: the batched tensor TV-L1 runs there too.
+        Some(Ok(d)) if d.is_cuda() => Preprocessing {
+            flow_engine: FlowEngine::Batched(d.clone()),
+            ..preprocessing
+        },
+        _ => preprocessing,
+    };
     let max_batch = config.max_batch;
-    let backend = config.backend;
     let ort_library = config.ort_library.clone();
     let model_dir = dir.to_path_buf();
-    let load: Loader = Box::new(move || match backend {
-        BackendKind::Candle => {
-            let device = device::parse(&device_name)?;
-            Ok(
-                Box::new(CandleBackend::load(&arch, &weights, device, max_batch)?)
-                    as Box<dyn Backend>,
-            )
+    let load: Loader = Box::new(move || match candle_device {
+        Some(parsed) => {
+            let device = parsed?;
+            let precision =
+                device::precision_for(&device, device::is_auto(&device_name), precision)?;
+            Ok(Box::new(CandleBackend::load_as(
+                &arch,
+                &weights,
+                device,
+                precision.dtype(),
+                max_batch,
+            )?) as Box<dyn Backend>)
         }
-        BackendKind::Ort => load_ort(&model_dir, ort_library, &device_name, max_batch),
+        None => load_ort(&model_dir, ort_library, &device_name, precision, max_batch),
     });
     let preset = match preset {
         Preset::Accurate => "accurate",
@@ -201,11 +223,20 @@ fn external(
     let preprocessing = RgbPreprocessing::from(&spec.input);
     let segments = spec.segments;
     let device_name = config.device.clone();
+    let precision = config.dtype;
     let max_batch = config.max_batch;
     let ort_library = config.ort_library.clone();
     let model_dir = dir.to_path_buf();
-    let load: Loader =
-        Box::new(move || load_ort_rgb(&model_dir, &spec, ort_library, &device_name, max_batch));
+    let load: Loader = Box::new(move || {
+        load_ort_rgb(
+            &model_dir,
+            &spec,
+            ort_library,
+            &device_name,
+            precision,
+            max_batch,
+        )
+    });
     (Preparation::Rgb(preprocessing), segments, "none", load)
 }
 
@@ -213,7 +244,19 @@ fn external(
 fn ort_options(
     library: Option<PathBuf>,
     device: &str,
+    precision: Precision,
 ) -> crate::Result<crate::backend::ort::OrtOptions> {
+    if precision != Precision::F32 {
+        return Err(crate::Error::InvalidArgument(
+            "--dtype bf16 is for the candle backend; ONNX Runtime runs the f32 graph".to_string(),
+        ));
+    }
+    // ONNX Runtime's CUDA provider is chosen explicitly (cuda:N), never guessed.
+    let device = if device::is_auto(device) {
+        "cpu"
+    } else {
+        device
+    };
     Ok(crate::backend::ort::OrtOptions {
         library,
         provider: crate::backend::ort::Provider::parse(device)?,
@@ -227,9 +270,10 @@ fn load_ort(
     dir: &Path,
     library: Option<PathBuf>,
     device: &str,
+    precision: Precision,
     max_batch: usize,
 ) -> crate::Result<Box<dyn Backend>> {
-    let options = ort_options(library, device)?;
+    let options = ort_options(library, device, precision)?;
     Ok(Box::new(crate::backend::ort::OrtBackend::load_dir(
         dir, &options, max_batch,
     )?))
@@ -242,9 +286,10 @@ fn load_ort_rgb(
     spec: &ExternalSpec,
     library: Option<PathBuf>,
     device: &str,
+    precision: Precision,
     max_batch: usize,
 ) -> crate::Result<Box<dyn Backend>> {
-    let options = ort_options(library, device)?;
+    let options = ort_options(library, device, precision)?;
     Ok(Box::new(crate::backend::ort_rgb::OrtRgbBackend::load_dir(
         dir, spec, &options, max_batch,
     )?))
@@ -256,6 +301,7 @@ fn load_ort(
     _dir: &Path,
     _library: Option<PathBuf>,
     _device: &str,
+    _precision: Precision,
     _max_batch: usize,
 ) -> crate::Result<Box<dyn Backend>> {
     Err(no_ort("--backend ort"))
@@ -268,6 +314,7 @@ fn load_ort_rgb(
     _spec: &ExternalSpec,
     _library: Option<PathBuf>,
     _device: &str,
+    _precision: Precision,
     _max_batch: usize,
 ) -> crate::Result<Box<dyn Backend>> {
     Err(no_ort(&format!("the ONNX model in {}", dir.display())))

@@ -175,12 +175,15 @@ pub struct ModelInfo {
     /// Inference engine.
     #[prost(string, tag = "4")]
     pub backend: String,
-    /// Device it runs on.
+    /// Device it runs on (`cpu`, `cuda:0`; empty while loading).
     #[prost(string, tag = "5")]
     pub device: String,
     /// `loading`, `ready` or `failed`.
     #[prost(string, tag = "6")]
     pub status: String,
+    /// Floating-point type of the forward pass (`f32`, `bf16`; empty while loading).
+    #[prost(string, tag = "7")]
+    pub dtype: String,
 }
 
 /// The answer of `GET /v1/models`.

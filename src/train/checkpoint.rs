@@ -95,7 +95,7 @@ pub fn seeded_init(vars: &VarMap, seed: u64) -> Result<()> {
             let bound = (6.0 / fan_in as f64).sqrt() as f32;
             let n: usize = spatial.iter().product();
             let values: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..bound)).collect();
-            let w = Tensor::from_vec(values, spatial, &Device::Cpu)?;
+            let w = Tensor::from_vec(values, spatial, var.device())?;
             var.set(&spatial_to_var(&w, &dims)?)?;
         } else if name.ends_with("fc.bias") {
             var.set(&var.zeros_like()?)?;
@@ -140,7 +140,7 @@ pub fn init_from(vars: &VarMap, path: &Path) -> Result<(usize, usize)> {
             }
             let t = spatial_to_var(&t, &dims)?;
             if t.dims() == dims.as_slice() {
-                var.set(&t)?;
+                var.set(&t.to_device(var.device())?)?;
                 loaded += 1;
             } else {
                 tracing::debug!(key, stream, "init-from: shape differs, left as initialised");

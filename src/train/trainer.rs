@@ -50,6 +50,13 @@ pub struct TrainOptions {
     pub seed: u64,
     /// A torchvision-named ResNet safetensors file to start both streams from.
     pub init_from: Option<PathBuf>,
+    /// Device to train on (`auto`, `cpu`, `cuda:N`), always in f32.
+    #[serde(default = "cpu")]
+    pub device: String,
+}
+
+fn cpu() -> String {
+    "cpu".to_string()
 }
 
 impl Default for TrainOptions {
@@ -70,6 +77,7 @@ impl Default for TrainOptions {
             grad_clip: Some(5.0),
             seed: 0,
             init_from: None,
+            device: cpu(),
         }
     }
 }
@@ -100,10 +108,15 @@ impl RunDir {
     }
 }
 
-/// Builds the network on fresh, seeded variables.
+/// Builds the network on fresh, seeded variables on the CPU.
 pub fn build(model: &ModelSpec, seed: u64) -> Result<(VarMap, StResNet)> {
+    build_on(model, seed, &Device::Cpu)
+}
+
+/// Builds the network on fresh, seeded f32 variables on `device`.
+pub fn build_on(model: &ModelSpec, seed: u64, device: &Device) -> Result<(VarMap, StResNet)> {
     let vars = VarMap::new();
-    let vb = VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu);
+    let vb = VarBuilder::from_varmap(&vars, DType::F32, device);
     let net = StResNet::new(&model.architecture, vb)?;
     checkpoint::seeded_init(&vars, seed)?;
     Ok((vars, net))
@@ -121,6 +134,18 @@ fn rows(t: &Tensor) -> Result<Vec<Vec<f32>>> {
 
 /// Scores a labelled set with centred positions; returns (fused, rgb, flow) tallies and mean fused loss.
 pub fn evaluate(
+    model: &StResNet,
+    spec: &InputSpec,
+    set: &[Labelled],
+    classes: usize,
+    batch_size: usize,
+) -> Result<(Tally, Tally, Tally, f64)> {
+    evaluate_on(&Device::Cpu, model, spec, set, classes, batch_size)
+}
+
+/// [`evaluate`] for a model whose weights live on `device`.
+fn evaluate_on(
+    device: &Device,
     model: &StResNet,
     spec: &InputSpec,
     set: &[Labelled],
@@ -147,9 +172,9 @@ pub fn evaluate(
             );
         }
         let (rgb, flow) = batch::to_tensors(rgb, flow, chunk.len(), spec)?;
-        let out = model.forward(&rgb, &flow, false)?;
+        let out = model.forward(&rgb.to_device(device)?, &flow.to_device(device)?, false)?;
         let labels: Vec<u32> = chunk.iter().map(|(_, l)| *l as u32).collect();
-        let targets = Tensor::new(labels.as_slice(), &Device::Cpu)?;
+        let targets = Tensor::new(labels.as_slice(), device)?;
         let ce = candle_nn::loss::cross_entropy(&out.fused, &targets)?.to_scalar::<f32>()?;
         loss_sum += ce as f64 * chunk.len() as f64;
         for (tally, logits) in [
@@ -183,7 +208,10 @@ pub fn train(
     std::fs::create_dir_all(&run.0).map_err(|e| TrainError::io(&run.0, e))?;
     let spec = InputSpec::of(model_file);
     let classes = model_file.labels.len();
-    let (mut vars, net) = build(model_file, opts.seed)?;
+    let device = crate::backend::device::parse(&opts.device)
+        .map_err(|e| TrainError::InvalidArgument(e.to_string()))?;
+    tracing::info!(device = %crate::backend::device::name(&device), "training in f32");
+    let (mut vars, net) = build_on(model_file, opts.seed, &device)?;
     let params: Vec<(String, candle_core::Var)> = {
         let data = vars
             .data()
@@ -209,6 +237,10 @@ pub fn train(
     };
     if resume && run.checkpoint().join("state.json").is_file() {
         let (optim_state, saved) = checkpoint::load(&run.checkpoint(), &mut vars)?;
+        let optim_state = optim_state
+            .into_iter()
+            .map(|(k, t)| Ok((k, t.to_device(&device)?)))
+            .collect::<Result<_>>()?;
         if saved.model.architecture != model_file.architecture
             || saved.model.labels != model_file.labels
         {
@@ -246,8 +278,9 @@ pub fn train(
                 batch::push_sample(video, &spec, &starts, &t, &mut rgb, &mut flow);
             }
             let (rgb, flow) = batch::to_tensors(rgb, flow, chunk.len(), &spec)?;
+            let (rgb, flow) = (rgb.to_device(&device)?, flow.to_device(&device)?);
             let labels: Vec<u32> = chunk.iter().map(|&k| train[k].1 as u32).collect();
-            let targets = Tensor::new(labels.as_slice(), &Device::Cpu)?;
+            let targets = Tensor::new(labels.as_slice(), &device)?;
             let loss_fn = |l: &StreamLogits| loss(l, &targets);
             let mut step = if opts.reversible {
                 revprop::forward_backward(&net, &rgb, &flow, false, loss_fn)?
@@ -280,7 +313,14 @@ pub fn train(
                 0.0,
             )
         } else {
-            evaluate(&net, &spec, val, classes, opts.batch_size.max(1) * 2)?
+            evaluate_on(
+                &device,
+                &net,
+                &spec,
+                val,
+                classes,
+                opts.batch_size.max(1) * 2,
+            )?
         };
         let m = EpochMetrics {
             epoch: epoch + 1,

@@ -85,6 +85,9 @@ pub struct TrainArgs {
     /// Continue from OUT/checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// Device: auto (the GPU when the build has CUDA and one is present), cpu or cuda:N.
+    #[arg(long, env = "REVSTREAM_DEVICE", default_value = "auto")]
+    pub device: String,
 }
 
 fn architecture(args: &TrainArgs, index: &CacheIndex) -> anyhow::Result<Config> {
@@ -231,6 +234,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         grad_clip: Some(5.0),
         seed: args.seed,
         init_from: args.init_from.clone(),
+        device: args.device.clone(),
     };
     let steps = train.len().div_ceil(args.batch_size.max(1));
     let bar = ProgressBar::new((steps * args.epochs) as u64).with_style(
