@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::dataset::Dataset;
 use super::error::{Result, TrainError};
 use crate::flow::{self, GrayImage, Preset};
-use crate::pipeline::spec::flow_timing;
+use crate::pipeline::spec::{ModelSpec, flow_timing};
 use crate::video::{Limits, Resize, Video};
 
 /// How videos are turned into cached frames and flow.
@@ -34,6 +34,22 @@ pub struct CacheSettings {
     /// stride and the flow between them rescaled; `None`: every frame.
     #[serde(default)]
     pub flow_fps: Option<f64>,
+}
+
+impl CacheSettings {
+    /// How `spec`'s inputs are made, as the server makes them (the model's TV-L1 preset
+    /// unless `preset` overrides it; `fast` when it names none).
+    pub fn for_model(spec: &ModelSpec, preset: Option<Preset>) -> CacheSettings {
+        CacheSettings {
+            size: spec.architecture.input_size as u32,
+            flow_bound: spec.preprocessing.flow_bound,
+            preset: preset
+                .or(spec.preprocessing.flow_preset)
+                .unwrap_or(Preset::Fast),
+            max_frames: 300,
+            flow_fps: spec.preprocessing.flow_fps,
+        }
+    }
 }
 
 /// One cached video.

@@ -118,16 +118,12 @@ struct Loaded {
 
 fn load(args: &DataArgs) -> anyhow::Result<Loaded> {
     let spec = ModelSpec::load(&args.model)?;
-    let settings = CacheSettings {
-        size: spec.architecture.input_size as u32,
-        flow_bound: spec.preprocessing.flow_bound,
-        preset: match &args.preset {
-            Some(name) => name.parse::<Preset>()?,
-            None => spec.preprocessing.flow_preset.unwrap_or(Preset::Fast),
-        },
-        max_frames: 300,
-        flow_fps: spec.preprocessing.flow_fps,
-    };
+    let preset = args
+        .preset
+        .as_deref()
+        .map(str::parse::<Preset>)
+        .transpose()?;
+    let settings = CacheSettings::for_model(&spec, preset);
     let cache = args.cache.clone().unwrap_or_else(|| args.out.join("cache"));
     let index = prepare(&args.data, &cache, &settings)?;
     if index.entries.is_empty() {

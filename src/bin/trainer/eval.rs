@@ -75,16 +75,12 @@ fn stream_report(t: &Tally, labels: &[String]) -> StreamReport {
 /// Runs `eval`.
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let spec = ModelSpec::load(&args.model)?;
-    let settings = CacheSettings {
-        size: spec.architecture.input_size as u32,
-        flow_bound: spec.preprocessing.flow_bound,
-        preset: match &args.preset {
-            Some(name) => name.parse::<Preset>()?,
-            None => spec.preprocessing.flow_preset.unwrap_or(Preset::Fast),
-        },
-        max_frames: 300,
-        flow_fps: spec.preprocessing.flow_fps,
-    };
+    let preset = args
+        .preset
+        .as_deref()
+        .map(str::parse::<Preset>)
+        .transpose()?;
+    let settings = CacheSettings::for_model(&spec, preset);
     let index = prepare(&args.data, &args.cache, &settings)?;
     let unknown: Vec<&String> = index
         .labels
