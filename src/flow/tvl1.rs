@@ -63,21 +63,14 @@ pub fn try_tvl1(
         Cow::Borrowed(&next.data[..])
     };
 
-    // Pyramid: level 0 is the input; stop before a level gets too small.
-    let mut sizes = vec![(w, h)];
+    let sizes = pyramid_sizes(w, h, params);
     let mut i0s = vec![Cow::Borrowed(&prev.data[..])];
     let mut i1s = vec![next];
-    for s in 1..params.nscales {
-        let (pw, ph) = sizes[s - 1];
-        let nw = (w as f32 * params.scale_step.powi(s as i32)).round() as usize;
-        let nh = (h as f32 * params.scale_step.powi(s as i32)).round() as usize;
-        if nw < MIN_LEVEL_SIZE || nh < MIN_LEVEL_SIZE {
-            break;
-        }
+    for s in 1..sizes.len() {
+        let ((pw, ph), (nw, nh)) = (sizes[s - 1], sizes[s]);
         let eta = nw as f32 / pw as f32;
         i0s.push(Cow::Owned(zoom_out(&i0s[s - 1], pw, ph, nw, nh, eta)));
         i1s.push(Cow::Owned(zoom_out(&i1s[s - 1], pw, ph, nw, nh, eta)));
-        sizes.push((nw, nh));
     }
     let coarsest = sizes.len() - 1;
     let finest = params.finest_scale.min(coarsest);
@@ -107,6 +100,20 @@ pub fn try_tvl1(
         u: u1,
         v: u2,
     })
+}
+
+/// Pyramid level sizes, level 0 the input; stops before a level gets too small.
+pub(super) fn pyramid_sizes(w: usize, h: usize, params: &Tvl1Params) -> Vec<(usize, usize)> {
+    let mut sizes = vec![(w, h)];
+    for s in 1..params.nscales {
+        let nw = (w as f32 * params.scale_step.powi(s as i32)).round() as usize;
+        let nh = (h as f32 * params.scale_step.powi(s as i32)).round() as usize;
+        if nw < MIN_LEVEL_SIZE || nh < MIN_LEVEL_SIZE {
+            break;
+        }
+        sizes.push((nw, nh));
+    }
+    sizes
 }
 
 /// `next` mapped affinely to `prev`'s mean and standard deviation: a global gain or

@@ -13,10 +13,8 @@
 
 use candle_core::{D, DType, Device, Tensor};
 
+use super::tvl1::pyramid_sizes;
 use super::{Flow, FlowError, GrayImage, Tvl1Params};
-
-/// Levels below this size in either dimension are not built (as the CPU solver).
-const MIN_LEVEL_SIZE: usize = 16;
 
 type Result<T> = std::result::Result<T, FlowError>;
 
@@ -116,20 +114,14 @@ pub fn tvl1_tensors(prev: &Tensor, next: &Tensor, params: &Tvl1Params) -> Result
         next
     };
 
-    let mut sizes = vec![(w, h)];
+    let sizes = pyramid_sizes(w, h, params);
     let mut i0s = vec![prev];
     let mut i1s = vec![next];
-    for s in 1..params.nscales {
-        let (pw, ph) = sizes[s - 1];
-        let nw = (w as f32 * params.scale_step.powi(s as i32)).round() as usize;
-        let nh = (h as f32 * params.scale_step.powi(s as i32)).round() as usize;
-        if nw < MIN_LEVEL_SIZE || nh < MIN_LEVEL_SIZE {
-            break;
-        }
+    for s in 1..sizes.len() {
+        let ((pw, ph), (nw, nh)) = (sizes[s - 1], sizes[s]);
         let eta = nw as f32 / pw as f32;
         i0s.push(zoom_out(&i0s[s - 1], (pw, ph), (nw, nh), eta)?);
         i1s.push(zoom_out(&i1s[s - 1], (pw, ph), (nw, nh), eta)?);
-        sizes.push((nw, nh));
     }
     let coarsest = sizes.len() - 1;
     let finest = params.finest_scale.min(coarsest);

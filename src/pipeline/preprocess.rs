@@ -280,12 +280,13 @@ fn internal(message: String) -> PipelineError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::flow::Preset;
     use crate::video::Limits;
 
-    fn ffmpeg_video(source: &str) -> Video {
+    /// A lavfi `source` encoded to H.264 and opened from memory.
+    pub(crate) fn ffmpeg_video(source: &str) -> Video {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v.mp4");
         let status = std::process::Command::new("ffmpeg")

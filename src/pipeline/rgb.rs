@@ -147,19 +147,7 @@ pub fn prepare(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::video::Limits;
-
-    fn video(dir: &std::path::Path, source: &str) -> Video {
-        let path = dir.join("v.mp4");
-        let status = std::process::Command::new("ffmpeg")
-            .args(["-v", "error", "-y", "-f", "lavfi", "-i", source])
-            .args(["-c:v", "libx264", "-pix_fmt", "yuv420p"])
-            .arg(&path)
-            .status()
-            .unwrap();
-        assert!(status.success());
-        Video::from_bytes(std::fs::read(&path).unwrap(), &Limits::default()).unwrap()
-    }
+    use crate::pipeline::preprocess::tests::ffmpeg_video;
 
     fn pre(channels: ChannelOrder, frame_stride: Option<usize>) -> RgbPreprocessing {
         RgbPreprocessing {
@@ -187,8 +175,7 @@ mod tests {
 
     #[test]
     fn a_blue_video_normalises_per_channel_in_either_order_without_flow() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut v = video(dir.path(), "color=c=0x0000FF:size=40x30:rate=10:duration=2");
+        let mut v = ffmpeg_video("color=c=0x0000FF:size=40x30:rate=10:duration=2");
         let frames = v.info().frames;
         let rgb = prepare(
             &mut v,
@@ -225,8 +212,7 @@ mod tests {
     fn requests_without_flow_batch_like_any_other() {
         // The batching queue concatenates requests and splits batches along the sample
         // axis, empty flow included.
-        let dir = tempfile::tempdir().unwrap();
-        let mut v = video(dir.path(), "color=c=0xFF0000:size=32x32:rate=10:duration=1");
+        let mut v = ffmpeg_video("color=c=0xFF0000:size=32x32:rate=10:duration=1");
         let frames = v.info().frames;
         let pre = pre(ChannelOrder::Rgb, None);
         let a = prepare(&mut v, &pre, (0, frames), 1, &Cancel::default()).unwrap();
