@@ -1,6 +1,7 @@
 //! The two-stream Spatiotemporal ResNet, its convolutions and reversible units.
 
 pub mod blocks;
+pub mod bn_train;
 pub mod config;
 pub mod conv;
 pub mod norm;

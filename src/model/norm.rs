@@ -8,6 +8,8 @@
 use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
+use super::bn_train::{self, batch_norm_train};
+
 /// How BatchNorm layers normalise during one forward pass.
 pub enum BnMode<'a> {
     /// Running statistics (inference), folded into the preceding convolution.
@@ -100,6 +102,13 @@ impl BatchNorm {
                 let mean = self.running_mean.reshape((1, c, 1, 1))?;
                 let var = self.running_var.reshape((1, c, 1, 1))?;
                 (x.broadcast_sub(&mean)?, var)
+            }
+            BnMode::Train(_) | BnMode::Recompute if bn_train::supported(x) => {
+                let (y, mean, var) = batch_norm_train(x, &self.weight, &self.bias, self.eps)?;
+                if let BnMode::Train(updates) = mode {
+                    updates.push(self.update(&mean, &var, x.elem_count() / c)?);
+                }
+                return Ok(y);
             }
             BnMode::Train(_) | BnMode::Recompute => {
                 let mean = x.mean_keepdim((0, 2, 3))?;
