@@ -3,11 +3,16 @@
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use revstream::model::{Config, StResNet, StreamLogits};
+use revstream::train::checkpoint::seeded_init;
 use revstream::train::revprop::{Step, forward_backward, plain_forward_backward};
 
 fn build(cfg: &Config) -> (VarMap, StResNet) {
     let vm = VarMap::new();
     let model = StResNet::new(cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+    // The trainer's seeded initialisation: candle's default draws from an unseeded
+    // generator, and one draw in a few dozen made a near-cancelling BatchNorm-bias
+    // gradient fail the relative bound.
+    seeded_init(&vm, 0).unwrap();
     (vm, model)
 }
 
