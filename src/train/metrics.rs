@@ -14,6 +14,8 @@ pub struct Tally {
     pub confusion: Vec<Vec<usize>>,
     /// Samples whose label is among the 5 highest scores.
     pub top5_hits: usize,
+    /// Each sample's top-1 class, in the order added.
+    pub predicted: Vec<usize>,
 }
 
 impl Tally {
@@ -22,6 +24,7 @@ impl Tally {
         Tally {
             confusion: vec![vec![0; classes]; classes],
             top5_hits: 0,
+            predicted: Vec::new(),
         }
     }
 
@@ -30,6 +33,7 @@ impl Tally {
         let mut order: Vec<usize> = (0..scores.len()).collect();
         order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
         self.confusion[label][order[0]] += 1;
+        self.predicted.push(order[0]);
         if order.iter().take(5).any(|&c| c == label) {
             self.top5_hits += 1;
         }

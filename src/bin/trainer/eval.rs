@@ -49,6 +49,14 @@ struct StreamReport {
     confusion: Vec<Vec<usize>>,
 }
 
+/// A video the fused score got wrong.
+#[derive(Serialize)]
+struct Miss {
+    video: String,
+    label: String,
+    predicted: String,
+}
+
 #[derive(Serialize)]
 struct Report {
     model: String,
@@ -61,6 +69,7 @@ struct Report {
     fused: StreamReport,
     rgb: StreamReport,
     flow: StreamReport,
+    misclassified: Vec<Miss>,
 }
 
 fn stream_report(t: &Tally, labels: &[String]) -> StreamReport {
@@ -123,6 +132,18 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         fused: stream_report(&fused, &spec.labels),
         rgb: stream_report(&rgb, &spec.labels),
         flow: stream_report(&flow, &spec.labels),
+        misclassified: index
+            .entries
+            .iter()
+            .zip(&set)
+            .zip(&fused.predicted)
+            .filter(|((_, (_, label)), p)| label != *p)
+            .map(|((entry, (_, label)), p)| Miss {
+                video: entry.video.display().to_string(),
+                label: spec.labels[*label].clone(),
+                predicted: spec.labels[*p].clone(),
+            })
+            .collect(),
     };
     let out = args.out.unwrap_or(args.cache.clone());
     std::fs::create_dir_all(&out)?;
