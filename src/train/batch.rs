@@ -9,6 +9,7 @@
 use candle_core::{Device, Tensor};
 use rand::Rng;
 use rand::rngs::StdRng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::augment::Transform;
@@ -97,6 +98,25 @@ pub fn push_sample(
             }
         }
     }
+}
+
+/// Builds the samples `(video index, starts, transform)` of `set` in parallel and
+/// concatenates them in order: the RGB and flow values [`to_tensors`] takes.
+pub fn build(
+    plans: &[(usize, Vec<usize>, Transform)],
+    set: &[(CachedVideo, usize)],
+    spec: &InputSpec,
+) -> (Vec<f32>, Vec<f32>) {
+    let parts: Vec<(Vec<f32>, Vec<f32>)> = plans
+        .par_iter()
+        .map(|(k, starts, t)| {
+            let (mut rgb, mut flow) = (Vec::new(), Vec::new());
+            push_sample(&set[*k].0, spec, starts, t, &mut rgb, &mut flow);
+            (rgb, flow)
+        })
+        .collect();
+    let (rgb, flow): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+    (rgb.concat(), flow.concat())
 }
 
 /// Stacks samples into `(B, T, 3, S, S)` and `(B, T, 2L, S, S)` tensors.

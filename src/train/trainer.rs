@@ -159,18 +159,15 @@ fn evaluate_on(
     );
     let mut loss_sum = 0.0;
     for chunk in set.chunks(batch_size.max(1)) {
-        let (mut rgb, mut flow) = (Vec::new(), Vec::new());
-        for (video, _) in chunk {
-            let starts = batch::positions(video.frames, spec.frames, spec.flow_stack, None);
-            batch::push_sample(
-                video,
-                spec,
-                &starts,
-                &Transform::identity(spec.size),
-                &mut rgb,
-                &mut flow,
-            );
-        }
+        let plans: Vec<(usize, Vec<usize>, Transform)> = chunk
+            .iter()
+            .enumerate()
+            .map(|(k, (video, _))| {
+                let starts = batch::positions(video.frames, spec.frames, spec.flow_stack, None);
+                (k, starts, Transform::identity(spec.size))
+            })
+            .collect();
+        let (rgb, flow) = batch::build(&plans, chunk, spec);
         let (rgb, flow) = batch::to_tensors(rgb, flow, chunk.len(), spec)?;
         let out = model.forward(&rgb.to_device(device)?, &flow.to_device(device)?, false)?;
         let labels: Vec<u32> = chunk.iter().map(|(_, l)| *l as u32).collect();
@@ -269,14 +266,18 @@ pub fn train(
         order.shuffle(&mut rng);
         let (mut loss_sum, mut tally, mut lr) = (0.0, Tally::new(classes), 0.0);
         for (i, chunk) in order.chunks(opts.batch_size.max(1)).enumerate() {
-            let (mut rgb, mut flow) = (Vec::new(), Vec::new());
-            for &k in chunk {
-                let video = &train[k].0;
-                let starts =
-                    batch::positions(video.frames, spec.frames, spec.flow_stack, Some(&mut rng));
-                let t = Transform::random(spec.size, opts.min_crop_scale, opts.flip, &mut rng);
-                batch::push_sample(video, &spec, &starts, &t, &mut rgb, &mut flow);
-            }
+            // Draws stay sequential (reproducible); the samples are then built in parallel.
+            let plans: Vec<(usize, Vec<usize>, Transform)> = chunk
+                .iter()
+                .map(|&k| {
+                    let frames = train[k].0.frames;
+                    let starts =
+                        batch::positions(frames, spec.frames, spec.flow_stack, Some(&mut rng));
+                    let t = Transform::random(spec.size, opts.min_crop_scale, opts.flip, &mut rng);
+                    (k, starts, t)
+                })
+                .collect();
+            let (rgb, flow) = batch::build(&plans, train, &spec);
             let (rgb, flow) = batch::to_tensors(rgb, flow, chunk.len(), &spec)?;
             let (rgb, flow) = (rgb.to_device(&device)?, flow.to_device(&device)?);
             let labels: Vec<u32> = chunk.iter().map(|&k| train[k].1 as u32).collect();
