@@ -46,6 +46,11 @@ pub struct TrainArgs {
     /// Units per stage as a,b,c,d; default: the preset's.
     #[arg(long)]
     pub units: Option<String>,
+    /// Units with a temporal convolution (extent 3 over the T positions) as
+    /// stage.unit pairs, 0-based: `1.0,2.0,3.0`; `none` for a purely spatial network.
+    /// Default: the preset's, moved to the last unit of a stage that `--units` shortens.
+    #[arg(long)]
+    pub temporal_units: Option<String>,
     /// Epochs.
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
@@ -119,11 +124,40 @@ fn architecture(args: &TrainArgs, index: &CacheIndex) -> anyhow::Result<Config> 
         cfg.units = parsed
             .try_into()
             .map_err(|_| anyhow::anyhow!("--units needs four numbers"))?;
-        cfg.temporal_units.retain(|[s, u]| *u < cfg.units[*s]);
+        // Keep the preset's temporal stages when a stage gets fewer units.
+        let mut moved: Vec<[usize; 2]> = Vec::new();
+        for [s, u] in &cfg.temporal_units {
+            let t = [*s, (*u).min(cfg.units[*s].saturating_sub(1))];
+            if cfg.units[*s] > 0 && !moved.contains(&t) {
+                moved.push(t);
+            }
+        }
+        cfg.temporal_units = moved;
+    }
+    if let Some(list) = &args.temporal_units {
+        cfg.temporal_units = parse_temporal_units(list)?;
     }
     cfg.validate()
         .map_err(|e| anyhow::anyhow!("architecture: {e}"))?;
     Ok(cfg)
+}
+
+/// `stage.unit` pairs separated by commas, or `none`.
+fn parse_temporal_units(list: &str) -> anyhow::Result<Vec<[usize; 2]>> {
+    if list.trim() == "none" {
+        return Ok(Vec::new());
+    }
+    list.split(',')
+        .map(|pair| {
+            let parsed = pair
+                .trim()
+                .split_once('.')
+                .and_then(|(s, u)| Some([s.parse().ok()?, u.parse().ok()?]));
+            parsed.with_context(|| {
+                format!("--temporal-units: {pair:?} is not stage.unit (for example 1.0)")
+            })
+        })
+        .collect()
 }
 
 /// Loads the cache entries of `samples` with labels mapped into `labels`.
@@ -279,4 +313,20 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     checkpoint::export(&args.out.join("model"), &trained.vars, &model, &readme)?;
     tracing::info!(seconds, model = %args.out.join("model").display(), "model exported");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_temporal_units;
+
+    #[test]
+    fn temporal_units_parse_as_stage_unit_pairs() {
+        assert_eq!(
+            parse_temporal_units("1.0, 2.1").unwrap(),
+            vec![[1, 0], [2, 1]]
+        );
+        assert!(parse_temporal_units("none").unwrap().is_empty());
+        let err = parse_temporal_units("1.0,2-1").unwrap_err().to_string();
+        assert!(err.contains("\"2-1\" is not stage.unit"), "{err}");
+    }
 }
