@@ -51,6 +51,7 @@ fn data() -> &'static Data {
             preset: Preset::Fast,
             max_frames: 100,
             flow_fps: None,
+            flow_supersample: 1,
         };
         let (train_ds, val_ds) = ds.split(4.0 / 14.0, 1);
         let load = |d: &Dataset, name: &str| -> Vec<Labelled> {
@@ -94,6 +95,7 @@ fn model_file() -> ModelSpec {
             flow_bound: 4.0,
             flow_fps: None,
             flow_preset: None,
+            flow_supersample: 1,
         },
         labels: CLASSES.iter().map(|s| s.to_string()).collect(),
     }

@@ -213,6 +213,7 @@ fn cache_skips_undecodable_videos_and_resumes() {
         preset: Preset::Fast,
         max_frames: 50,
         flow_fps: None,
+        flow_supersample: 1,
     };
     let c = dir.path().join("cache");
     let index = cache::prepare(&ds, &c, &settings, &|| {}).unwrap();
@@ -250,6 +251,28 @@ fn cache_skips_undecodable_videos_and_resumes() {
     let v4 = cache::read_video(&dir.path().join("cache4").join(&index4.entries[0].file)).unwrap();
     assert_eq!((v4.frames, v4.flow_u.len()), (4, 3 * 256));
     assert_eq!(v4.frame(1), v.frame(2));
+    // Flow solved at twice the size: the RGB frames are the double-size frames shrunk,
+    // the flow is at the cached size.
+    let fine = CacheSettings {
+        flow_supersample: 2,
+        ..settings.clone()
+    };
+    let double = CacheSettings {
+        size: 32,
+        ..settings.clone()
+    };
+    let index_fine = cache::prepare(&ds, &dir.path().join("fine"), &fine, &|| {}).unwrap();
+    let index_32 = cache::prepare(&ds, &dir.path().join("c32"), &double, &|| {}).unwrap();
+    let vf = cache::read_video(&dir.path().join("fine").join(&index_fine.entries[0].file)).unwrap();
+    let v32 = cache::read_video(&dir.path().join("c32").join(&index_32.entries[0].file)).unwrap();
+    assert_eq!((vf.frames, vf.size, vf.flow_u.len()), (8, 16, 7 * 256));
+    let big = revstream::video::RgbFrame {
+        width: 32,
+        height: 32,
+        pts_s: 0.0,
+        data: v32.frame(1).to_vec(),
+    };
+    assert_eq!(vf.frame(1), big.box_downsample(2).data.as_slice());
     // A truncated cache file is a typed error.
     let path = c.join(&index.entries[0].file);
     let bytes = std::fs::read(&path).unwrap();
@@ -277,6 +300,7 @@ fn init_from_a_torchvision_resnet_fills_both_streams_and_averages_flow_conv1() {
             flow_bound: 20.0,
             flow_fps: None,
             flow_preset: None,
+            flow_supersample: 1,
         },
         labels: (0..4).map(|i| i.to_string()).collect(),
     };

@@ -145,6 +145,35 @@ impl Flow {
         }
     }
 
+    /// The field of the frames shrunk `factor` times, from this finer one: each
+    /// `factor` x `factor` block averaged and its displacement divided by `factor`
+    /// (rows and columns past the last whole block are dropped).
+    pub fn pool(self, factor: usize) -> Flow {
+        if factor <= 1 {
+            return self;
+        }
+        let (w, h) = (self.width / factor, self.height / factor);
+        let norm = 1.0 / (factor * factor * factor) as f32;
+        let block = |plane: &[f32], bx: usize, by: usize| {
+            let rows = (by * factor..(by + 1) * factor).map(|y| y * self.width + bx * factor);
+            rows.map(|start| plane[start..start + factor].iter().sum::<f32>())
+                .sum::<f32>()
+                * norm
+        };
+        let pooled = |plane: &[f32]| -> Vec<f32> {
+            (0..h)
+                .flat_map(|by| (0..w).map(move |bx| (bx, by)))
+                .map(|(bx, by)| block(plane, bx, by))
+                .collect()
+        };
+        Flow {
+            width: w,
+            height: h,
+            u: pooled(&self.u),
+            v: pooled(&self.v),
+        }
+    }
+
     /// Average end-point error against `truth` over the pixels where `mask` is true
     /// (all pixels when `mask` is `None`); `None` when the sizes differ or nothing is counted.
     pub fn epe(&self, truth: &Flow, mask: Option<&[bool]>) -> Option<f64> {
@@ -303,5 +332,31 @@ impl std::str::FromStr for Preset {
                 "unknown preset {s:?} (accurate or fast)"
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pooling_averages_blocks_and_rescales_displacements() {
+        // A field of 6x4 where u = x and v = -2: pooled by 2, each block's mean u over
+        // columns 2bx and 2bx + 1 is 2bx + 0.5, halved; v halves to -1.
+        let (w, h) = (6, 4);
+        let field = Flow {
+            width: w,
+            height: h,
+            u: (0..w * h).map(|i| (i % w) as f32).collect(),
+            v: vec![-2.0; w * h],
+        };
+        let pooled = field.clone().pool(2);
+        assert_eq!((pooled.width, pooled.height), (3, 2));
+        for (i, &u) in pooled.u.iter().enumerate() {
+            let bx = (i % 3) as f32;
+            assert!((u - (2.0 * bx + 0.5) / 2.0).abs() < 1e-6, "u[{i}] = {u}");
+        }
+        assert!(pooled.v.iter().all(|&v| (v + 1.0).abs() < 1e-6));
+        assert_eq!(field.clone().pool(1), field);
     }
 }

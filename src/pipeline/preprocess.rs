@@ -30,6 +30,9 @@ pub struct Preprocessing {
     pub flow_bound: f32,
     /// Flow fields per second of video (`spec::flow_timing`); `None`: consecutive frames.
     pub flow_fps: Option<f64>,
+    /// Frames are decoded at this many times `size` for flow, then shrunk for RGB and
+    /// the flow pooled back (`spec::PreprocessingSpec::flow_supersample`).
+    pub flow_supersample: u32,
     /// TV-L1 settings.
     pub tvl1: Tvl1Params,
     /// Which TV-L1 implementation computes the flow.
@@ -102,9 +105,10 @@ pub fn prepare(
         clip_len: l + 1,
         stride,
     };
+    let k = pre.flow_supersample.max(1);
     let resize = Resize {
-        short_side: pre.short_side,
-        crop: Some((pre.size, pre.size)),
+        short_side: pre.short_side * k,
+        crop: Some((pre.size * k, pre.size * k)),
     };
     let clips = video
         .sample(&sampling, &resize)
@@ -116,7 +120,12 @@ pub fn prepare(
     let side = pre.size as usize;
     let mut rgb = Vec::with_capacity(clips.len() * 3 * side * side);
     for clip in &clips {
-        push_rgb(&mut rgb, first_frame(clip, l)?, side, pre)?;
+        push_rgb(
+            &mut rgb,
+            &first_frame(clip, l)?.box_downsample(k),
+            side,
+            pre,
+        )?;
     }
 
     let started = Instant::now();
@@ -206,13 +215,14 @@ fn flow_stack(
     scale: f32,
     cancel: &Cancel,
 ) -> Result<Vec<f32>, PipelineError> {
-    let grays = grays(clip, side)?;
+    let k = pre.flow_supersample.max(1) as usize;
+    let grays = grays(clip, side * k)?;
     let mut planes = Vec::with_capacity(2 * pre.flow_stack * side * side);
     for pair in grays.windows(2) {
         if cancel.is_cancelled() {
             return Err(PipelineError::Cancelled);
         }
-        let mut field = flow::tvl1(&pair[0], &pair[1], &pre.tvl1);
+        let mut field = flow::tvl1(&pair[0], &pair[1], &pre.tvl1).pool(k);
         push_planes(&mut planes, &mut field, scale, pre.flow_bound);
     }
     Ok(planes)
@@ -238,9 +248,10 @@ fn flow_stacks_batched(
     device: &Device,
     cancel: &Cancel,
 ) -> Result<Vec<Vec<f32>>, PipelineError> {
+    let k = pre.flow_supersample.max(1) as usize;
     let (mut prev, mut next) = (Vec::new(), Vec::new());
     for clip in clips {
-        let grays = grays(clip, side)?;
+        let grays = grays(clip, side * k)?;
         for pair in grays.windows(2) {
             prev.push(pair[0].clone());
             next.push(pair[1].clone());
@@ -249,8 +260,8 @@ fn flow_stacks_batched(
     if cancel.is_cancelled() {
         return Err(PipelineError::Cancelled);
     }
-    let mut fields =
-        flow::tvl1_batch(&prev, &next, &pre.tvl1, device).map_err(crate::Error::from)?;
+    let fields = flow::tvl1_batch(&prev, &next, &pre.tvl1, device).map_err(crate::Error::from)?;
+    let mut fields: Vec<Flow> = fields.into_iter().map(|f| f.pool(k)).collect();
     let per_clip = fields.len() / clips.len().max(1);
     Ok(fields
         .chunks_mut(per_clip.max(1))
@@ -309,6 +320,7 @@ pub(crate) mod tests {
             std: [0.229, 0.224, 0.225],
             flow_bound: 20.0,
             flow_fps: None,
+            flow_supersample: 1,
             tvl1: Preset::Fast.params(),
             flow_engine: FlowEngine::Cpu,
         }
@@ -316,16 +328,42 @@ pub(crate) mod tests {
 
     /// Mean horizontal flow in pixels of a pan at 40 px/s (20 px/s after the resize to 32).
     fn pan_flow(fps: u32, flow_fps: Option<f64>) -> f32 {
-        let pre = Preprocessing { flow_fps, ..tiny() };
+        pan_flow_with(fps, &Preprocessing { flow_fps, ..tiny() })
+    }
+
+    fn pan_flow_with(fps: u32, pre: &Preprocessing) -> f32 {
         let mut video = ffmpeg_video(&format!(
             "smptebars=size=400x64:rate={fps}:duration=3,crop=64:64:x='t*40':y=0"
         ));
         let frames = video.info().frames;
-        let p = prepare(&mut video, &pre, (0, frames), 1, &Cancel::default()).unwrap();
+        let p = prepare(&mut video, pre, (0, frames), 1, &Cancel::default()).unwrap();
         // Planes alternate u, v: take the u planes, back to pixels.
         let flow = p.flow.reshape((3, 2, 2, 32 * 32)).unwrap();
         let u = flow.narrow(2, 0, 1).unwrap().mean_all().unwrap();
         u.to_scalar::<f32>().unwrap() * pre.flow_bound
+    }
+
+    #[test]
+    fn supersampled_flow_is_in_input_pixels() {
+        // Flow solved at 64x64 and pooled to 32x32 reads like flow solved at 32x32:
+        // the same pan, in the same units, within TV-L1's fill-in differences.
+        let pre = Preprocessing {
+            flow_fps: Some(5.0),
+            ..tiny()
+        };
+        let plain = pan_flow_with(20, &pre);
+        let fine = pan_flow_with(
+            20,
+            &Preprocessing {
+                flow_supersample: 2,
+                ..pre
+            },
+        );
+        assert!(plain < -1.5, "{plain} px per field");
+        assert!(
+            (fine / plain - 1.0).abs() < 0.25,
+            "{fine} vs {plain} px per field"
+        );
     }
 
     #[test]

@@ -39,6 +39,15 @@ pub struct PreprocessingSpec {
     /// otherwise (`None`: `fast`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flow_preset: Option<Preset>,
+    /// Flow is computed on frames this many times the input size and pooled back
+    /// ([`crate::flow::Flow::pool`]), and the RGB frames are the same frames shrunk
+    /// ([`crate::video::RgbFrame::box_downsample`]): small objects keep their motion.
+    #[serde(skip_serializing_if = "is_one")]
+    pub flow_supersample: u32,
+}
+
+fn is_one(v: &u32) -> bool {
+    *v == 1
 }
 
 /// Frame stride and displacement scale for flow `1 / flow_fps` s apart in a video at
@@ -65,6 +74,7 @@ impl Default for PreprocessingSpec {
             flow_bound: 20.0,
             flow_fps: None,
             flow_preset: None,
+            flow_supersample: 1,
         }
     }
 }
@@ -118,6 +128,9 @@ impl ModelSpec {
         }
         if p.flow_fps.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
             return Err("flow_fps must be a positive number of fields per second".to_string());
+        }
+        if !(1..=4).contains(&p.flow_supersample) {
+            return Err("flow_supersample must be 1 to 4".to_string());
         }
         Ok(())
     }

@@ -159,6 +159,7 @@ fn native(
         std: pre.std,
         flow_bound: pre.flow_bound,
         flow_fps: pre.flow_fps,
+        flow_supersample: pre.flow_supersample,
         tvl1: preset.params(),
         flow_engine: FlowEngine::Cpu,
     };

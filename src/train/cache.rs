@@ -34,6 +34,14 @@ pub struct CacheSettings {
     /// stride and the flow between them rescaled; `None`: every frame.
     #[serde(default)]
     pub flow_fps: Option<f64>,
+    /// Flow computed at this many times `size` and pooled back; RGB frames shrunk from
+    /// the same frames (`pipeline::spec::PreprocessingSpec::flow_supersample`).
+    #[serde(default = "one")]
+    pub flow_supersample: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl CacheSettings {
@@ -48,6 +56,7 @@ impl CacheSettings {
                 .unwrap_or(Preset::Fast),
             max_frames: 300,
             flow_fps: spec.preprocessing.flow_fps,
+            flow_supersample: spec.preprocessing.flow_supersample,
         }
     }
 }
@@ -124,9 +133,11 @@ const MAGIC: &[u8; 4] = b"RSC1";
 /// Decodes one video and computes its flow, as stored in the cache.
 pub fn build_video(path: &Path, settings: &CacheSettings) -> Result<CachedVideo> {
     let mut video = Video::open(path, &Limits::default())?;
+    let k = settings.flow_supersample.max(1);
+    let big = settings.size * k;
     let resize = Resize {
-        short_side: settings.size,
-        crop: Some((settings.size, settings.size)),
+        short_side: big,
+        crop: Some((big, big)),
     };
     let (stride, scale) = flow_timing(settings.flow_fps, video.info().fps);
     let mut frames = video.decode_all(&resize)?;
@@ -143,18 +154,21 @@ pub fn build_video(path: &Path, settings: &CacheSettings) -> Result<CachedVideo>
     let params = settings.preset.params();
     let grays: Vec<GrayImage> = frames
         .iter()
-        .map(|f| GrayImage::from_rgb(&f.data, size, size))
+        .map(|f| GrayImage::from_rgb(&f.data, big as usize, big as usize))
         .collect();
     let mut flow_u = Vec::with_capacity((frames.len() - 1) * size * size);
     let mut flow_v = Vec::with_capacity(flow_u.capacity());
     for pair in grays.windows(2) {
-        let mut field = flow::tvl1(&pair[0], &pair[1], &params);
+        let mut field = flow::tvl1(&pair[0], &pair[1], &params).pool(k as usize);
         field.scale(scale);
         let (u, v) = flow::encode::quantize(&field, settings.flow_bound);
         flow_u.extend_from_slice(&u);
         flow_v.extend_from_slice(&v);
     }
-    let rgb = frames.iter().flat_map(|f| f.data.iter().copied()).collect();
+    let rgb = frames
+        .iter()
+        .flat_map(|f| f.box_downsample(k).data)
+        .collect();
     Ok(CachedVideo {
         size,
         frames: frames.len(),

@@ -74,6 +74,38 @@ pub struct RgbFrame {
     pub data: Vec<u8>,
 }
 
+impl RgbFrame {
+    /// The frame shrunk `factor` times by averaging each `factor` x `factor` block
+    /// (rows and columns past the last whole block are dropped).
+    pub fn box_downsample(&self, factor: u32) -> RgbFrame {
+        if factor <= 1 {
+            return self.clone();
+        }
+        let (f, sw) = (factor as usize, self.width as usize);
+        let (w, h) = (sw / f, self.height as usize / f);
+        let half = (f * f / 2) as u32;
+        let mut data = Vec::with_capacity(w * h * 3);
+        for by in 0..h {
+            for bx in 0..w {
+                let mut sum = [0u32; 3];
+                for y in by * f..(by + 1) * f {
+                    let row = &self.data[(y * sw + bx * f) * 3..(y * sw + (bx + 1) * f) * 3];
+                    for px in row.chunks_exact(3) {
+                        sum.iter_mut().zip(px).for_each(|(s, &v)| *s += v as u32);
+                    }
+                }
+                data.extend(sum.map(|s| ((s + half) / (f * f) as u32) as u8));
+            }
+        }
+        RgbFrame {
+            width: w as u32,
+            height: h as u32,
+            pts_s: self.pts_s,
+            data,
+        }
+    }
+}
+
 /// The frame indices one clip needs, in clip order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ClipPlan {
@@ -182,6 +214,28 @@ fn frame_at(frames: u64, t: f64, times: &dyn Fn(u64) -> f64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn box_downsample_averages_blocks_with_rounding() {
+        // 4x2 frame, factor 2: two blocks; red channel 0,1,2,3 and 10,11,12,13.
+        let px = |r: u8| [r, 200, 7];
+        let rows = [[0u8, 1, 10, 11], [2, 3, 12, 13]];
+        let data = rows
+            .iter()
+            .flat_map(|r| r.iter().flat_map(|&v| px(v)))
+            .collect();
+        let frame = RgbFrame {
+            width: 4,
+            height: 2,
+            pts_s: 0.5,
+            data,
+        };
+        let small = frame.box_downsample(2);
+        assert_eq!((small.width, small.height, small.pts_s), (2, 1, 0.5));
+        // (0+1+2+3)/4 = 1.5 -> 2, (10+11+12+13)/4 = 11.5 -> 12.
+        assert_eq!(small.data, vec![2, 200, 7, 12, 200, 7]);
+        assert_eq!(frame.box_downsample(1), frame);
+    }
 
     #[test]
     fn centred_segments_cover_the_video_evenly() {

@@ -34,6 +34,10 @@ pub struct PrepareArgs {
     /// interval, so motion reads the same at any frame rate (default: consecutive frames).
     #[arg(long)]
     pub flow_fps: Option<f64>,
+    /// Compute flow at this many times the frame size and pool it back (1 to 4), so
+    /// small objects' motion survives; RGB frames are shrunk from the same frames.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4))]
+    pub flow_supersample: u32,
 }
 
 /// Caches `data` into `cache` with a progress bar; used by `prepare` and `eval`.
@@ -73,6 +77,7 @@ pub fn run(args: PrepareArgs) -> anyhow::Result<()> {
         preset,
         max_frames: args.max_frames,
         flow_fps: args.flow_fps,
+        flow_supersample: args.flow_supersample,
     };
     prepare(&args.data, &args.cache, &settings)?;
     Ok(())

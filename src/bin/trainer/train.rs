@@ -239,6 +239,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             flow_bound: index.settings.flow_bound,
             flow_fps: index.settings.flow_fps,
             flow_preset: Some(index.settings.preset),
+            flow_supersample: index.settings.flow_supersample,
         },
         labels,
     };
