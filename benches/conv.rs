@@ -63,6 +63,12 @@ fn cases() -> Vec<Case> {
             cfg: sq(1, 1, 0),
         },
         Case {
+            name: "r50_3x3_8x128x28",
+            x: (8, 128, 28, 28),
+            c_out: 128,
+            cfg: sq(3, 1, 1),
+        },
+        Case {
             name: "r50_3x3_8x256x14",
             x: (8, 256, 14, 14),
             c_out: 256,

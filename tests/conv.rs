@@ -71,11 +71,16 @@ fn fixed_cases() -> Vec<Case> {
         Case::new((1, 4, 5, 5), 4, ConvConfig::square(3, 1, 2)),
         Case::new((1, 2, 3, 4), 2, ConvConfig::square(5, 1, 2)),
         Case::new((1, 64, 6, 6), 64, ConvConfig::square(3, 1, 1)),
+        // Many channels on a small plane: im2col instead of implicit GEMM, both ways.
+        Case::new((2, 128, 5, 5), 8, ConvConfig::square(3, 1, 1)),
+        Case::new((2, 128, 4, 4), 128, ConvConfig::square(3, 1, 1)),
         // 7x7/2 stems (phase form): odd and even sizes, groups, unequal strides.
         Case::new((2, 4, 15, 12), 6, ConvConfig::square(7, 2, 3)),
         Case::new((1, 8, 13, 16), 4, cfg((7, 7), (2, 2), (3, 3), 2)),
         Case::new((2, 4, 11, 10), 5, cfg((7, 5), (2, 1), (3, 2), 1)),
         Case::new((1, 2, 16, 16), 3, cfg((6, 6), (3, 3), (2, 1), 1)),
+        // An RGB stem into 64 channels: im2col rather than the phase form.
+        Case::new((2, 3, 16, 14), 64, ConvConfig::square(7, 2, 3)),
     ]
 }
 

@@ -109,17 +109,21 @@ impl CustomOp2 for Forward {
         let dy = dy.contiguous()?;
         // A tensor that neither is a variable nor comes from an op (the network's input)
         // gets no gradient: candle would only drop it.
-        let dx = if x.track_op() {
-            Some(dy.apply_op2_no_bwd(w, &BackwardInput(self.0))?)
-        } else {
-            None
-        };
-        let dw = if w.track_op() {
-            Some(x.apply_op2_no_bwd(&dy, &BackwardWeight(self.0))?)
-        } else {
-            None
-        };
-        Ok((dx, dw))
+        // Side by side: each kernel has serial parts (packing, partial sums) the other's
+        // work can fill.
+        let (dx, dw) = rayon::join(
+            || {
+                x.track_op()
+                    .then(|| dy.apply_op2_no_bwd(w, &BackwardInput(self.0)))
+                    .transpose()
+            },
+            || {
+                w.track_op()
+                    .then(|| x.apply_op2_no_bwd(&dy, &BackwardWeight(self.0)))
+                    .transpose()
+            },
+        );
+        Ok((dx?, dw?))
     }
 }
 
