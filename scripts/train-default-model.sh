@@ -30,7 +30,7 @@ synth_train() {
 }
 stage synth synth_train
 stage prepare $T prepare --data "$W/clips" --cache "$W/cache" --size 64 --flow-bound 4 \
-    --preset accurate --flow-fps 12.5
+    --preset accurate --flow-fps 12.5 --flow-supersample 2
 stage train $T train --cache "$W/cache" --out "$W/run" --arch tiny --frames 8 --flow-stack 4 \
     --base-width 8 --stem-stride 2 --units 2,1,1,1 --temporal-units 1.0,2.0 --epochs 20 --batch-size 16 \
     --optimizer adamw --lr 0.004 --weight-decay 0.0001 --warmup-epochs 0.3 \
