@@ -167,7 +167,7 @@ pub fn build_video(path: &Path, settings: &CacheSettings) -> Result<CachedVideo>
     }
     let rgb = frames
         .iter()
-        .flat_map(|f| f.box_downsample(k).data)
+        .flat_map(|f| f.box_downsample(k).into_owned().data)
         .collect();
     Ok(CachedVideo {
         size,
