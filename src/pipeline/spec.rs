@@ -194,6 +194,36 @@ mod tests {
     }
 
     #[test]
+    fn flow_supersample_round_trips_defaults_to_one_and_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = ModelSpec {
+            architecture: Config::tiny(2),
+            preprocessing: PreprocessingSpec::default(),
+            labels: vec!["a".into(), "b".into()],
+        };
+        // Absent from older configs (and not written at 1): one.
+        spec.save(dir.path()).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+        assert!(!text.contains("flow_supersample"), "{text}");
+        assert_eq!(
+            ModelSpec::load(dir.path())
+                .unwrap()
+                .preprocessing
+                .flow_supersample,
+            1
+        );
+        spec.preprocessing.flow_supersample = 2;
+        spec.save(dir.path()).unwrap();
+        assert_eq!(ModelSpec::load(dir.path()).unwrap(), spec);
+        for bad in [0, 5] {
+            spec.preprocessing.flow_supersample = bad;
+            spec.save(dir.path()).unwrap();
+            let err = ModelSpec::load(dir.path()).unwrap_err().to_string();
+            assert!(err.contains("flow_supersample must be 1 to 4"), "{err}");
+        }
+    }
+
+    #[test]
     fn a_folder_is_native_unless_its_config_names_a_format() {
         let dir = tempfile::tempdir().unwrap();
         let spec = ModelSpec {
