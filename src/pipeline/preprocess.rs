@@ -442,22 +442,32 @@ pub(crate) mod tests {
 
     #[test]
     fn the_batched_engine_gives_the_cpu_engine_s_inputs() {
-        let cpu = tiny();
-        let batched = Preprocessing {
-            flow_engine: FlowEngine::Batched(Device::Cpu),
-            ..tiny()
-        };
         let mut video = ffmpeg_video("testsrc2=size=64x64:rate=10:duration=2");
         let frames = video.info().frames;
-        let a = prepare(&mut video, &cpu, (0, frames), 2, &Cancel::default()).unwrap();
-        let b = prepare(&mut video, &batched, (0, frames), 2, &Cancel::default()).unwrap();
-        assert_eq!(a.flow.dims(), b.flow.dims());
-        let diff = (&a.flow - &b.flow).unwrap().abs().unwrap();
-        // In pixels: -1..1 spans ±flow_bound = ±20 px, so one unit is 20 px.
-        let mean_px = diff.mean_all().unwrap().to_scalar::<f32>().unwrap() * 20.0;
-        assert!(mean_px < 0.1, "mean |Δ| between engines {mean_px} px");
-        let rgb = (&a.rgb - &b.rgb).unwrap().abs().unwrap().max_all().unwrap();
-        assert_eq!(rgb.to_scalar::<f32>().unwrap(), 0.0);
+        // Plain, and with flow solved at twice the size and pooled back.
+        for k in [1, 2] {
+            let cpu = Preprocessing {
+                flow_supersample: k,
+                ..tiny()
+            };
+            let batched = Preprocessing {
+                flow_engine: FlowEngine::Batched(Device::Cpu),
+                ..cpu.clone()
+            };
+            let a = prepare(&mut video, &cpu, (0, frames), 2, &Cancel::default()).unwrap();
+            let b = prepare(&mut video, &batched, (0, frames), 2, &Cancel::default()).unwrap();
+            assert_eq!(a.flow.dims(), b.flow.dims());
+            assert_eq!(a.flow.dims(), &[2, 3, 4, 32, 32]);
+            let diff = (&a.flow - &b.flow).unwrap().abs().unwrap();
+            // In pixels: -1..1 spans ±flow_bound = ±20 px, so one unit is 20 px.
+            let mean_px = diff.mean_all().unwrap().to_scalar::<f32>().unwrap() * 20.0;
+            assert!(
+                mean_px < 0.1,
+                "k = {k}: mean |Δ| between engines {mean_px} px"
+            );
+            let rgb = (&a.rgb - &b.rgb).unwrap().abs().unwrap().max_all().unwrap();
+            assert_eq!(rgb.to_scalar::<f32>().unwrap(), 0.0);
+        }
     }
 
     #[test]
