@@ -177,14 +177,22 @@ impl ModelFolder {
 mod tests {
     use super::*;
 
+    /// A tiny network's spec with default preprocessing and labels "a", "b", ...
+    fn spec(classes: usize) -> ModelSpec {
+        ModelSpec {
+            architecture: Config::tiny(classes),
+            preprocessing: PreprocessingSpec::default(),
+            labels: (b'a'..)
+                .take(classes)
+                .map(|c| (c as char).to_string())
+                .collect(),
+        }
+    }
+
     #[test]
     fn round_trips_and_rejects_mismatched_labels() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spec = ModelSpec {
-            architecture: Config::tiny(3),
-            preprocessing: PreprocessingSpec::default(),
-            labels: vec!["a".into(), "b".into(), "c".into()],
-        };
+        let mut spec = spec(3);
         spec.save(dir.path()).unwrap();
         assert_eq!(ModelSpec::load(dir.path()).unwrap(), spec);
         spec.labels.pop();
@@ -196,11 +204,7 @@ mod tests {
     #[test]
     fn flow_supersample_round_trips_defaults_to_one_and_is_bounded() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spec = ModelSpec {
-            architecture: Config::tiny(2),
-            preprocessing: PreprocessingSpec::default(),
-            labels: vec!["a".into(), "b".into()],
-        };
+        let mut spec = spec(2);
         // Absent from older configs (and not written at 1): one.
         spec.save(dir.path()).unwrap();
         let text = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
@@ -226,11 +230,7 @@ mod tests {
     #[test]
     fn a_folder_is_native_unless_its_config_names_a_format() {
         let dir = tempfile::tempdir().unwrap();
-        let spec = ModelSpec {
-            architecture: Config::tiny(2),
-            preprocessing: PreprocessingSpec::default(),
-            labels: vec!["a".into(), "b".into()],
-        };
+        let spec = spec(2);
         spec.save(dir.path()).unwrap();
         assert_eq!(
             ModelFolder::load(dir.path()).unwrap(),
