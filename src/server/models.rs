@@ -69,6 +69,14 @@ impl Preparation {
             Preparation::Rgb(p) => (p.frames, p.size, 0),
         }
     }
+
+    /// The flow's supersampling factor (0 without flow).
+    fn flow_supersample(&self) -> u32 {
+        match self {
+            Preparation::TwoStream(p) => p.flow_supersample,
+            Preparation::Rgb(_) => 0,
+        }
+    }
 }
 
 type Loader = Box<dyn FnOnce() -> crate::Result<Box<dyn Backend>> + Send>;
@@ -122,6 +130,7 @@ impl ServedModel {
                 flow_stack: flow_stack as u32,
                 preset: self.preset.to_string(),
                 segments: self.default_segments as u32,
+                flow_supersample: self.preprocessing.flow_supersample(),
             }),
             backend: backend.name,
             device: backend.device,

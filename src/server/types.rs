@@ -158,6 +158,10 @@ pub struct InputSpec {
     /// Segments scored per video by default.
     #[prost(uint32, tag = "5")]
     pub segments: u32,
+    /// Flow is computed on frames this many times the input size, then pooled back
+    /// (1: at the input size; 0 for an RGB-only model).
+    #[prost(uint32, tag = "6")]
+    pub flow_supersample: u32,
 }
 
 /// A served model, as `GET /v1/models/{name}` describes it.
