@@ -343,6 +343,18 @@ unsafe fn mm<T: Elem>(
     }
 }
 
+/// A vector of `len` elements that the caller overwrites in full before anything reads it.
+/// Skipping the zero fill saves a single-threaded pass over the output (up to 25 MB per
+/// call on the r50 stem, 10–15 % of its forward), as candle's own `alloc_uninit` does.
+#[allow(clippy::uninit_vec)]
+fn output_vec<T: Elem>(len: usize) -> Vec<T> {
+    let mut v = Vec::with_capacity(len);
+    // SAFETY: `Elem` types are plain floats, valid for any bits; both forward paths write
+    // every output element (GEMMs without accumulation, or copies) before returning.
+    unsafe { v.set_len(len) };
+    v
+}
+
 /// Forward convolution: `x (N, C_in, H, W)`, `w (C_out, C_in / G, kh, kw)` → `(N, C_out, Ho, Wo)`,
 /// with `epi` applied to the outputs.
 pub fn forward<T: Elem>(g: &Geom, x: &[T], w: &[T], epi: Epilogue<T>) -> Vec<T> {
@@ -407,7 +419,7 @@ fn forward_implicit<T: Elem>(g: &Geom, x: &[T], w: &[T], epi: Epilogue<T>) -> Ve
             epi.apply(gi * cog + co, dst);
         }
     };
-    let mut y = vec![T::ZERO; g.n * g.c_out * p];
+    let mut y: Vec<T> = output_vec(g.n * g.c_out * p);
     if outer {
         y.par_chunks_mut(cog * p).enumerate().for_each_init(
             || (Vec::new(), Vec::new()),
@@ -467,7 +479,7 @@ fn repitched<'a, T: Elem>(
 /// Forward convolution through explicit im2col tiles.
 fn forward_im2col<T: Elem>(g: &Geom, x: &[T], w: &[T], epi: Epilogue<T>) -> Vec<T> {
     let (p, k, hw, cig, cog) = (g.p(), g.k(), g.hw(), g.cig(), g.cog());
-    let mut y = vec![T::ZERO; g.n * g.c_out * p];
+    let mut y: Vec<T> = output_vec(g.n * g.c_out * p);
     let tile = g.tile(TILE_FLOATS);
     let yp = SyncPtr(y.as_mut_ptr());
     g.items(tile)
