@@ -22,17 +22,17 @@ stage() { # stage NAME CMD...: runs CMD, logs to $W/NAME.log, prints its wall ti
 start=$SECONDS
 # Training clips: five renderings (sizes, rates, lengths) in one folder.
 synth_train() {
-    $T synth --out "$W/clips" --per-class 30 --seed 1 --size 112x112 --fps 25 --seconds 2
-    $T synth --out "$W/clips" --per-class 25 --seed 2 --size 128x96 --fps 15 --seconds 2.4
-    $T synth --out "$W/clips" --per-class 25 --seed 3 --size 96x96 --fps 30 --seconds 1.6
-    $T synth --out "$W/clips" --per-class 25 --seed 4 --size 112x112 --fps 25 --seconds 2
-    $T synth --out "$W/clips" --per-class 15 --seed 5 --size 160x120 --fps 12 --seconds 3
+    $T synth --out "$W/clips" --per-class 60 --seed 1 --size 112x112 --fps 25 --seconds 2
+    $T synth --out "$W/clips" --per-class 50 --seed 2 --size 128x96 --fps 15 --seconds 2.4
+    $T synth --out "$W/clips" --per-class 50 --seed 3 --size 96x96 --fps 30 --seconds 1.6
+    $T synth --out "$W/clips" --per-class 50 --seed 4 --size 112x112 --fps 25 --seconds 2
+    $T synth --out "$W/clips" --per-class 30 --seed 5 --size 160x120 --fps 12 --seconds 3
 }
 stage synth synth_train
 stage prepare $T prepare --data "$W/clips" --cache "$W/cache" --size 64 --flow-bound 4 \
     --preset accurate --flow-fps 12.5 --flow-supersample 2
 stage train $T train --cache "$W/cache" --out "$W/run" --arch tiny --frames 8 --flow-stack 4 \
-    --base-width 8 --stem-stride 2 --units 2,1,1,1 --temporal-units 1.0,2.0 --epochs 20 --batch-size 16 \
+    --base-width 8 --stem-stride 2 --units 2,1,1,1 --temporal-units 1.0,2.0 --epochs 10 --batch-size 16 \
     --optimizer adamw --lr 0.004 --weight-decay 0.0001 --warmup-epochs 0.3 \
     --no-flip --min-crop-scale 0.85 --seed 0
 echo "end to end (synth + prepare + train): $((SECONDS - start)) s"
