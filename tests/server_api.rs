@@ -321,7 +321,10 @@ async fn describes_models_and_health() {
         assert_eq!(model["labels"], serde_json::json!(LABELS));
         assert_eq!(
             model["input"],
-            serde_json::json!({"frames": 4, "size": 32, "flow_stack": 2, "preset": "fast", "segments": 1})
+            serde_json::json!({
+                "frames": 4, "size": 32, "flow_stack": 2, "preset": "fast", "segments": 1,
+                "flow_supersample": 1
+            })
         );
         assert_eq!(
             (model["backend"].as_str(), model["device"].as_str()),
