@@ -124,9 +124,10 @@ fn options(epochs: usize) -> TrainOptions {
     }
 }
 
-/// The run's outcome depends on the process: H.264 synthesis and HashMap orders are not
-/// bit-stable across processes, so the run follows one of a few trajectories. At 8 epochs
-/// the slowest one ended at 0.67 and still rising; at 12 it ends at 0.83 (the others 0.92).
+/// The run's outcome varies between processes (same code, same seeds): it follows one of a
+/// few trajectories, probably because H.264 synthesis is not bit-stable across processes.
+/// At 8 epochs the slowest ended at 0.67 and still rising; at 12 it ends at 0.83 (another
+/// at 0.92).
 const LEARN_EPOCHS: usize = 12;
 
 #[test]
