@@ -3,7 +3,8 @@
 //! - stride 1: implicit GEMM, one accumulating GEMM per kernel tap over the padded input;
 //! - large strided kernels (7x7/2 stems): the same on their phase form (`phases`);
 //! - 1x1 stride 1: one GEMM on the input as it is;
-//! - anything else: im2col tiles sized for L2, then GEMM (col2im for the input gradient).
+//! - anything else: im2col tiles sized for L2, then GEMM (col2im for the input gradient),
+//!   each tile row a few contiguous copies from the padded, stride-split input (`phases`).
 //!
 //! The input gradient of a stride-1 convolution is a forward convolution of `dy` with the
 //! flipped, transposed kernel. Every GEMM is laid out so its destination is column-major
@@ -235,25 +236,20 @@ pub fn valid_range(size: usize, s: usize, kx: usize, pad: usize) -> (usize, usiz
     (lo, hi)
 }
 
-/// Visits every (im2col row, segment) pair of a tile with the input row it reads:
-/// `f(row, seg, iy, ox_lo, ox_hi, kx)`, `iy` `None` where the row falls in the padding.
-fn for_each_tap(
-    g: &Geom,
-    segs: &[Segment],
-    mut f: impl FnMut(usize, &Segment, Option<usize>, usize, usize, usize),
-) {
+/// Visits every (im2col row, segment) pair of a tile with the run of one image group's
+/// phase form (`gs`, see [`phases::form`]) that it holds: `f(row, seg, at)`, where tile
+/// row `row`, columns `seg.col..` are phase-form elements `at..at + seg.ox1 - seg.ox0`.
+/// Padding and stride are baked into the phase form, so every run is contiguous.
+fn for_each_run(g: &Geom, gs: &Geom, segs: &[Segment], mut f: impl FnMut(usize, &Segment, usize)) {
+    let (cig, plane) = (g.cig(), gs.h * gs.w);
     let mut row = 0;
-    for _c in 0..g.cig() {
+    for ci in 0..cig {
         for ky in 0..g.kh {
             for kx in 0..g.kw {
-                let (lo, hi) = valid_range(g.w, g.sw, kx, g.pw);
+                let phase = (ky % g.sh) * g.sw + kx % g.sw;
+                let tap = (phase * cig + ci) * plane + (ky / g.sh) * gs.w + kx / g.sw;
                 for seg in segs {
-                    let iy = (seg.oy * g.sh + ky)
-                        .checked_sub(g.ph)
-                        .filter(|&iy| iy < g.h);
-                    let ox_lo = lo.clamp(seg.ox0, seg.ox1);
-                    let ox_hi = hi.clamp(ox_lo, seg.ox1);
-                    f(row, seg, iy, ox_lo, ox_hi, kx);
+                    f(row, seg, tap + seg.oy * gs.w + seg.ox0);
                 }
                 row += 1;
             }
@@ -261,44 +257,20 @@ fn for_each_tap(
     }
 }
 
-/// Fills `col` (K x t, row-major) with the im2col tile of one image's group `x`.
-fn im2col<T: Elem>(g: &Geom, x: &[T], segs: &[Segment], t: usize, col: &mut [T]) {
-    let (hw, khw) = (g.hw(), g.kh * g.kw);
-    for_each_tap(g, segs, |row, seg, iy, ox_lo, ox_hi, kx| {
-        let dst = &mut col[row * t + seg.col..row * t + seg.col + seg.ox1 - seg.ox0];
-        let Some(iy) = iy else {
-            dst.fill(T::ZERO);
-            return;
-        };
-        let plane = &x[(row / khw) * hw + iy * g.w..][..g.w];
-        let (a, b) = (ox_lo - seg.ox0, ox_hi - seg.ox0);
-        dst[..a].fill(T::ZERO);
-        dst[b..].fill(T::ZERO);
-        if a < b {
-            let ix0 = ox_lo * g.sw + kx - g.pw;
-            if g.sw == 1 {
-                dst[a..b].copy_from_slice(&plane[ix0..ix0 + b - a]);
-            } else {
-                for (d, s) in dst[a..b].iter_mut().zip(plane[ix0..].iter().step_by(g.sw)) {
-                    *d = *s;
-                }
-            }
-        }
+/// Fills `col` (K x t, row-major) with the im2col tile of one image group's phase form.
+fn im2col<T: Elem>(g: &Geom, gs: &Geom, xs: &[T], segs: &[Segment], t: usize, col: &mut [T]) {
+    for_each_run(g, gs, segs, |row, seg, at| {
+        let len = seg.ox1 - seg.ox0;
+        col[row * t + seg.col..][..len].copy_from_slice(&xs[at..][..len]);
     });
 }
 
-/// Adds the im2col-shaped tile `col` back into one image's group gradient `dx`.
-fn col2im<T: Elem>(g: &Geom, col: &[T], segs: &[Segment], t: usize, dx: &mut [T]) {
-    let (hw, khw) = (g.hw(), g.kh * g.kw);
-    for_each_tap(g, segs, |row, seg, iy, ox_lo, ox_hi, kx| {
-        let Some(iy) = iy else { return };
-        if ox_lo >= ox_hi {
-            return;
-        }
-        let src = &col[row * t + seg.col + ox_lo - seg.ox0..][..ox_hi - ox_lo];
-        let plane = &mut dx[(row / khw) * hw + iy * g.w..][..g.w];
-        let ix0 = ox_lo * g.sw + kx - g.pw;
-        for (d, s) in plane[ix0..].iter_mut().step_by(g.sw).zip(src) {
+/// Adds the im2col-shaped tile `col` back into one image group's phase-form gradient.
+fn col2im<T: Elem>(g: &Geom, gs: &Geom, col: &[T], segs: &[Segment], t: usize, dxs: &mut [T]) {
+    for_each_run(g, gs, segs, |row, seg, at| {
+        let len = seg.ox1 - seg.ox0;
+        let src = &col[row * t + seg.col..][..len];
+        for (d, s) in dxs[at..][..len].iter_mut().zip(src) {
             *d += *s;
         }
     });
@@ -360,7 +332,7 @@ fn output_vec<T: Elem>(len: usize) -> Vec<T> {
 pub fn forward<T: Elem>(g: &Geom, x: &[T], w: &[T], epi: Epilogue<T>) -> Vec<T> {
     if g.implicit() {
         forward_implicit(g, x, w, epi)
-    } else if let Some(gs) = phases::geometry(g) {
+    } else if let Some(gs) = phases::forward_geometry(g) {
         let (xs, ws) = (phases::input(g, &gs, x), phases::weight(g, &gs, w));
         forward_implicit(&gs, &xs, &ws, epi)
     } else {
@@ -476,22 +448,23 @@ fn repitched<'a, T: Elem>(
     }
 }
 
-/// Forward convolution through explicit im2col tiles.
+/// Forward convolution through explicit im2col tiles, copied from the phase form.
 fn forward_im2col<T: Elem>(g: &Geom, x: &[T], w: &[T], epi: Epilogue<T>) -> Vec<T> {
     let (p, k, hw, cig, cog) = (g.p(), g.k(), g.hw(), g.cig(), g.cog());
     let mut y: Vec<T> = output_vec(g.n * g.c_out * p);
     let tile = g.tile(TILE_FLOATS);
+    let (gs, xs) = phase_form(g, x);
     let yp = SyncPtr(y.as_mut_ptr());
     g.items(tile)
         .into_par_iter()
         .for_each_init(Vec::new, |col: &mut Vec<T>, (b, gi, p0)| {
             let t = tile.min(p - p0);
-            let xg = &x[(b * g.c_in + gi * cig) * hw..][..cig * hw];
             let (lhs, lhs_cs) = if g.pointwise() {
-                (xg[p0..].as_ptr(), hw)
+                (x[(b * g.c_in + gi * cig) * hw + p0..].as_ptr(), hw)
             } else {
                 col.resize(k * t, T::ZERO);
-                im2col(g, xg, &segments(g, p0, t), t, col);
+                let xs = group_of(&gs, &xs, b * g.groups + gi);
+                im2col(g, &gs, xs, &segments(g, p0, t), t, col);
                 (col.as_ptr(), t)
             };
             let first = (b * g.c_out + gi * cog) * p + p0;
@@ -520,6 +493,23 @@ fn forward_im2col<T: Elem>(g: &Geom, x: &[T], w: &[T], epi: Epilogue<T>) -> Vec<
             }
         });
     y
+}
+
+/// The phase form of `x` for im2col (empty for a pointwise convolution, which reads `x`).
+fn phase_form<T: Elem>(g: &Geom, x: &[T]) -> (Geom, Vec<T>) {
+    let gs = phases::form(g);
+    let xs = if g.pointwise() {
+        Vec::new()
+    } else {
+        phases::input(g, &gs, x)
+    };
+    (gs, xs)
+}
+
+/// Image group `i` (image `i / G`, group `i % G`) of a phase-form tensor.
+fn group_of<'a, T>(gs: &Geom, xs: &'a [T], i: usize) -> &'a [T] {
+    let len = gs.c_in / gs.groups * gs.h * gs.w;
+    &xs[i * len..][..len]
 }
 
 /// Input gradient: `dy (N, C_out, Ho, Wo)`, `w` → `dx (N, C_in, H, W)`.
@@ -572,10 +562,12 @@ fn flip_transpose<T: Elem>(g: &Geom, w: &[T]) -> Vec<T> {
     wt
 }
 
-/// Input gradient of a strided convolution: `W^T dy` per pixel tile, then col2im.
+/// Input gradient of a strided convolution: `W^T dy` per pixel tile, col2im into the
+/// phase form's gradient, then back to the input's layout.
 fn backward_input_col2im<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
-    let (p, k, hw, cig, cog) = (g.p(), g.k(), g.hw(), g.cig(), g.cog());
-    let mut dx = vec![T::ZERO; g.n * g.c_in * hw];
+    let (p, k, cog) = (g.p(), g.k(), g.cog());
+    let gs = phases::form(g);
+    let mut dxs = vec![T::ZERO; g.n * gs.c_in * gs.h * gs.w];
     let tile = g.tile(TILE_FLOATS);
     let threads = rayon::current_num_threads();
     // Tiles of one image overlap in dx, so parallelism is over (image, group), or inside
@@ -606,22 +598,23 @@ fn backward_input_col2im<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
                     inner,
                 )
             };
-            col2im(g, col, &segments(g, p0, t), t, dxg);
+            col2im(g, &gs, col, &segments(g, p0, t), t, dxg);
         }
     };
+    let per_group = gs.c_in / g.groups * gs.h * gs.w;
     if outer {
-        dx.par_chunks_mut(cig * hw)
+        dxs.par_chunks_mut(per_group)
             .enumerate()
             .for_each_init(Vec::new, |col, (i, dxg)| {
                 run(col, (i / g.groups, i % g.groups), dxg)
             });
     } else {
         let mut col = Vec::new();
-        for (i, dxg) in dx.chunks_mut(cig * hw).enumerate() {
+        for (i, dxg) in dxs.chunks_mut(per_group).enumerate() {
             run(&mut col, (i / g.groups, i % g.groups), dxg);
         }
     }
-    dx
+    phases::input_grad(g, &gs, &dxs)
 }
 
 /// Weight gradient: `x`, `dy` → `dw (C_out, C_in / G, kh, kw)`, as the sum over images of
@@ -641,6 +634,7 @@ pub fn backward_weight<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
     } else {
         g.tile(WGRAD_TILE_FLOATS)
     };
+    let (gs, xs) = phase_form(g, x);
     let items = g.items(tile);
     let parts = rayon::current_num_threads().min(items.len()).max(1);
     let per_part = items.len().div_ceil(parts);
@@ -651,12 +645,12 @@ pub fn backward_weight<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
             let mut col = Vec::new();
             for &(b, gi, p0) in chunk {
                 let t = tile.min(p - p0);
-                let xg = &x[(b * g.c_in + gi * cig) * hw..][..cig * hw];
                 let (lhs, lhs_rs) = if g.pointwise() {
-                    (xg[p0..].as_ptr(), hw)
+                    (x[(b * g.c_in + gi * cig) * hw + p0..].as_ptr(), hw)
                 } else {
                     col.resize(k * t, T::ZERO);
-                    im2col(g, xg, &segments(g, p0, t), t, &mut col);
+                    let xs = group_of(&gs, &xs, b * g.groups + gi);
+                    im2col(g, &gs, xs, &segments(g, p0, t), t, &mut col);
                     (col.as_ptr(), t)
                 };
                 // SAFETY: dw block is cog x k of this group; lhs is k x t (row stride

@@ -1,7 +1,8 @@
 //! Space-to-depth ("phase") form of a strided convolution: stride (sh, sw) over x equals
 //! stride 1 over the sh * sw phase-subsampled copies of the padded input stacked as
 //! channels, with a kernel of ceil(kh / sh) x ceil(kw / sw) (zero where a phase has no
-//! tap). Large strided kernels (the 7x7/2 stems) then run as implicit GEMMs, no im2col.
+//! tap). Large strided kernels (the 7x7/2 stems) then run as implicit GEMMs, no im2col;
+//! where im2col is used, it copies contiguous runs of this form.
 
 use rayon::prelude::*;
 
@@ -14,20 +15,33 @@ const THIN_CHANNELS: usize = 16;
 /// See `THIN_CHANNELS`.
 const THIN_MIN_OUTPUTS: usize = 64;
 
-/// The stride-1 geometry of `g`'s phase form, where it pays.
+/// The stride-1 geometry of `g`'s phase form, where it pays for an implicit GEMM.
 pub fn geometry(g: &Geom) -> Option<Geom> {
-    let (ku, kv) = (g.kh.div_ceil(g.sh), g.kw.div_ceil(g.sw));
+    let gs = form(g);
     let phases = g.sh * g.sw;
-    let cheap = 100 * phases * ku * kv <= (100 + MAX_OVERHEAD_PERCENT) * g.kh * g.kw;
-    let channels = g.c_in / g.groups * phases;
+    let cheap = 100 * phases * gs.kh * gs.kw <= (100 + MAX_OVERHEAD_PERCENT) * g.kh * g.kw;
+    let channels = gs.c_in / gs.groups;
     // Few phase channels into many outputs (the RGB 7x7/2 stem into 64): im2col's one
-    // deep GEMM wins (r50 stem 17.7 vs 19.6 ms); into 16 outputs the phase form does
-    // (4.9 vs 9.8 ms at (32, 3, 112, 112)).
+    // deep GEMM wins; into 16 outputs the phase form's gradients do (fwd+bwd 15.8 vs
+    // 19.0 ms at (32, 3, 112, 112)). The forward decides for itself: `forward_geometry`.
     let thin = channels < THIN_CHANNELS && g.c_out / g.groups >= THIN_MIN_OUTPUTS;
     let wide = channels >= IMPLICIT_MIN_CHANNELS && !thin;
-    (phases > 1 && cheap && wide).then(|| Geom {
+    (phases > 1 && cheap && wide).then_some(gs)
+}
+
+/// The phase form for the forward pass: as [`geometry`], but few phase channels always
+/// go through im2col, one deep GEMM on contiguous copies (RGB stem into 16: 4.2 vs 4.7 ms).
+pub fn forward_geometry(g: &Geom) -> Option<Geom> {
+    geometry(g).filter(|gs| gs.c_in / gs.groups >= THIN_CHANNELS)
+}
+
+/// The stride-1 geometry of `g`'s phase form. With stride 1 it is the zero-padded input,
+/// so every im2col row is a run of contiguous copies (see `cpu::im2col`).
+pub fn form(g: &Geom) -> Geom {
+    let (ku, kv) = (g.kh.div_ceil(g.sh), g.kw.div_ceil(g.sw));
+    Geom {
         n: g.n,
-        c_in: g.c_in * phases,
+        c_in: g.c_in * g.sh * g.sw,
         h: g.ho() + ku - 1,
         w: g.wo() + kv - 1,
         c_out: g.c_out,
@@ -38,7 +52,7 @@ pub fn geometry(g: &Geom) -> Option<Geom> {
         ph: 0,
         pw: 0,
         groups: g.groups,
-    })
+    }
 }
 
 /// Visits the rows of phase-form channel `c` of `gs`:
@@ -51,6 +65,10 @@ fn for_each_row(g: &Geom, gs: &Geom, c: usize, mut f: impl FnMut(usize, usize, u
     let (gi, r) = (c / (phases * cig), c % (phases * cig));
     let (phase, ci) = (r / cig, r % cig);
     let (a, b) = (phase / g.sw, phase % g.sw);
+    // No tap reads this phase (a 1x1 kernel with stride 2): it stays zero.
+    if a >= g.kh || b >= g.kw {
+        return;
+    }
     let (lo, hi) = valid_range(g.w, g.sw, b, g.pw);
     let hi = hi.min(gs.w);
     if lo >= hi {
@@ -88,6 +106,10 @@ pub fn input<T: Elem>(g: &Geom, gs: &Geom, x: &[T]) -> Vec<T> {
             for_each_row(g, gs, c, |ch, i, iy, cols| {
                 let src = &x[(b * g.c_in + ch) * hw + iy * g.w..][..g.w];
                 let row = &mut dst[i * gs.w + cols.lo..i * gs.w + cols.hi];
+                if g.sw == 1 {
+                    row.copy_from_slice(&src[cols.first..][..row.len()]);
+                    return;
+                }
                 // Runs of `sw` elements, first of each: vectorises better than `step_by`.
                 let runs = src[cols.first..].chunks(g.sw);
                 for (d, run) in row.iter_mut().zip(runs) {
