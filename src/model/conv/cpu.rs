@@ -344,7 +344,7 @@ pub fn forward<T: Elem>(g: &Geom, x: &[T], w: &[T], epi: Epilogue<T>) -> Vec<T> 
 /// ("implicit GEMM", no im2col): on the padded row pitch, tap (ky, kx) is the input
 /// shifted by `ky * Wp + kx`. Outputs land on that pitch; the valid columns are copied out.
 fn forward_implicit<T: Elem>(g: &Geom, x: &[T], w: &[T], epi: Epilogue<T>) -> Vec<T> {
-    let (p, k, hw, cig, cog) = (g.p(), g.k(), g.hw(), g.cig(), g.cog());
+    let (p, hw, cig, cog) = (g.p(), g.hw(), g.cig(), g.cog());
     let (hp, wp, ho, wo) = (g.h + 2 * g.ph, g.w + 2 * g.pw, g.ho(), g.wo());
     let (khw, grid) = (g.kh * g.kw, ho * wp);
     // Output positions on the padded pitch up to the last valid one.
@@ -357,6 +357,7 @@ fn forward_implicit<T: Elem>(g: &Geom, x: &[T], w: &[T], epi: Epilogue<T>) -> Ve
     } else {
         Parallelism::Rayon(threads)
     };
+    let wt = taps_major(g, w);
     let run = |(xp, yg): &mut (Vec<T>, Vec<T>), i: usize, yi: &mut [T]| {
         let (b, gi) = (i / g.groups, i % g.groups);
         let xg = &x[(b * g.c_in + gi * cig) * hw..][..cig * hw];
@@ -368,7 +369,7 @@ fn forward_implicit<T: Elem>(g: &Geom, x: &[T], w: &[T], epi: Epilogue<T>) -> Ve
                 let shift = (tap / g.kw) * wp + tap % g.kw;
                 // SAFETY: rows q0..q0 + t of the cog x grid output; input rows reach at most
                 // index cig * hp * wp - 1 (the last tap of the last valid output); weight
-                // (ci, co) of this tap sits at ci * khw + co * k inside this group's block.
+                // (ci, co) of this tap sits at co * cig + ci inside its cog x cig block.
                 unsafe {
                     mm(
                         (t, cog, cig),
@@ -377,8 +378,8 @@ fn forward_implicit<T: Elem>(g: &Geom, x: &[T], w: &[T], epi: Epilogue<T>) -> Ve
                         tap > 0,
                         xs[shift + q0..].as_ptr(),
                         (hp * wp, 1),
-                        w[gi * cog * k + tap..].as_ptr(),
-                        (k, khw),
+                        wt[(gi * khw + tap) * cog * cig..].as_ptr(),
+                        (cig, 1),
                         inner,
                     )
                 };
@@ -404,6 +405,25 @@ fn forward_implicit<T: Elem>(g: &Geom, x: &[T], w: &[T], epi: Epilogue<T>) -> Ve
         }
     }
     y
+}
+
+/// `w (C_out, C_in / G, kh, kw)` → `(G, kh * kw, C_out / G, C_in / G)`: each tap's
+/// weights as one block with unit stride along the GEMM depth, which `gemm` reads in
+/// place instead of packing them on every call.
+fn taps_major<T: Elem>(g: &Geom, w: &[T]) -> Vec<T> {
+    let (cig, cog, khw) = (g.cig(), g.cog(), g.kh * g.kw);
+    let mut wt = output_vec(w.len());
+    for gi in 0..g.groups {
+        for co in 0..cog {
+            for ci in 0..cig {
+                let src = &w[((gi * cog + co) * cig + ci) * khw..][..khw];
+                for (tap, v) in src.iter().enumerate() {
+                    wt[((gi * khw + tap) * cog + co) * cig + ci] = *v;
+                }
+            }
+        }
+    }
+    wt
 }
 
 /// Output positions per implicit-GEMM tile: input and output rows of a tile share L2,
