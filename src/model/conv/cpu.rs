@@ -225,17 +225,6 @@ fn segments(g: &Geom, p0: usize, t: usize) -> Vec<Segment> {
     segs
 }
 
-/// Output columns `lo..hi` whose input column `ox * s + kx - pad` lies inside `0..size`.
-pub fn valid_range(size: usize, s: usize, kx: usize, pad: usize) -> (usize, usize) {
-    let lo = if pad > kx { (pad - kx).div_ceil(s) } else { 0 };
-    let hi = if size + pad > kx {
-        (size - 1 + pad - kx) / s + 1
-    } else {
-        0
-    };
-    (lo, hi)
-}
-
 /// Visits every (im2col row, segment) pair of a tile with the run of one image group's
 /// phase form (`gs`, see [`phases::form`]) that it holds: `f(row, seg, at)`, where tile
 /// row `row`, columns `seg.col..` are phase-form elements `at..at + seg.ox1 - seg.ox0`.
@@ -427,7 +416,7 @@ fn taps_major<T: Elem>(g: &Geom, w: &[T]) -> Vec<T> {
 }
 
 /// Output positions per implicit-GEMM tile: input and output rows of a tile share L2,
-/// and each tap's weights (repacked by `gemm` per call) serve many rows.
+/// and each call's fixed costs serve many rows.
 fn implicit_tile(cig: usize, cog: usize) -> usize {
     (IMPLICIT_TILE_FLOATS / (cig + cog)).max(TILE_ALIGN) / TILE_ALIGN * TILE_ALIGN
 }

@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use super::cpu::{Elem, Geom, IMPLICIT_MIN_CHANNELS, valid_range};
+use super::cpu::{Elem, Geom, IMPLICIT_MIN_CHANNELS};
 
 /// At most this many percent more multiply-adds than the strided kernel (zero taps).
 const MAX_OVERHEAD_PERCENT: usize = 35;
@@ -84,6 +84,17 @@ fn for_each_row(g: &Geom, gs: &Geom, c: usize, mut f: impl FnMut(usize, usize, u
             f(gi * cig + ci, i, iy, cols);
         }
     }
+}
+
+/// Output columns `lo..hi` whose input column `ox * s + kx - pad` lies inside `0..size`.
+fn valid_range(size: usize, s: usize, kx: usize, pad: usize) -> (usize, usize) {
+    let lo = if pad > kx { (pad - kx).div_ceil(s) } else { 0 };
+    let hi = if size + pad > kx {
+        (size - 1 + pad - kx) / s + 1
+    } else {
+        0
+    };
+    (lo, hi)
 }
 
 /// Phase-plane columns `lo..hi` of a row, reading input columns `first`, `first + sw`, ...
