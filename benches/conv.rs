@@ -1,5 +1,7 @@
-//! Conv2d speed on the model's shapes: our op (forward, forward + both gradients),
-//! candle's stock op (same), and ONNX Runtime's forward, all in one run; prints ratios.
+//! Conv2d speed on the model's shapes: our op (forward; forward + both gradients through
+//! autograd; forward + both gradients computed directly for a given `dy`), candle's stock
+//! op (forward, and both gradients through autograd), and ONNX Runtime's forward, all in
+//! one run; prints ratios.
 //!
 //! ONNX Runtime is loaded at run time from `ORT_DYLIB_PATH`; without it the ORT column
 //! is skipped. The library comes from the PyPI wheel:
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor, Var};
 use criterion::{Criterion, criterion_group, criterion_main};
-use revstream::model::conv::{ConvConfig, conv2d, conv2d_stock};
+use revstream::model::conv::{ConvConfig, conv2d, conv2d_grads, conv2d_stock};
 
 /// One benchmarked convolution.
 struct Case {
@@ -162,6 +164,17 @@ fn bench(c: &mut Criterion) {
         group.bench_function("ours_fwd_bwd", |b| {
             b.iter_custom(|i| timed(name, "ours_fwd_bwd", i, || fwd_bwd(conv2d)))
         });
+        // The kernels alone, as a training step runs them: dy arrives from the layer
+        // above, so no y-sized seed and no graph walk.
+        let dy = Tensor::randn(0f32, 1.0, conv2d(&x, &wt, &cfg).unwrap().shape(), &dev).unwrap();
+        group.bench_function("ours_fwd_grads", |b| {
+            b.iter_custom(|i| {
+                timed(name, "ours_fwd_grads", i, || {
+                    drop(conv2d(&x, &wt, &cfg).unwrap());
+                    drop(conv2d_grads(&x, &wt, &dy, &cfg).unwrap());
+                })
+            })
+        });
         if !skip_stock {
             group.bench_function("candle_fwd", |b| {
                 b.iter_custom(|i| {
@@ -214,27 +227,31 @@ fn report(name: &str, x: (usize, usize, usize, usize), threads: usize) {
         (Some(a), Some(b)) => format!("{:.2}", a / b),
         _ => "-".to_string(),
     };
-    let (of, ofb, cf, cfb, ort) = (
+    let (of, ofb, ofg, cf, cfb, ort) = (
         ms("ours_fwd"),
         ms("ours_fwd_bwd"),
+        ms("ours_fwd_grads"),
         ms("candle_fwd"),
         ms("candle_fwd_bwd"),
         ms("ort_fwd"),
     );
     println!(
-        "| {name} {x:?} | {} | {} | {} | {} | {} | {} | {} | {} | {threads} |",
+        "| {name} {x:?} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {threads} |",
         fmt(of),
         fmt(ofb),
+        fmt(ofg),
         fmt(cf),
         fmt(cfb),
         fmt(ort),
         ratio(of, ort),
         ratio(ofb, of),
+        ratio(ofg, of),
         ratio(cf, of),
     );
     println!(
-        "  (columns: ours fwd | ours fwd+bwd | candle fwd | candle fwd+bwd | ORT fwd | \
-         ours/ORT fwd | ours fwd+bwd/fwd | candle/ours fwd | threads)"
+        "  (columns: ours fwd | ours fwd+bwd | ours fwd+grads | candle fwd | candle fwd+bwd | \
+         ORT fwd | ours/ORT fwd | ours fwd+bwd/fwd | ours fwd+grads/fwd | candle/ours fwd | \
+         threads)"
     );
 }
 

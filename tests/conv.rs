@@ -4,7 +4,7 @@
 use candle_core::{DType, Device, Module, Tensor, Var};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use revstream::model::conv::{Conv2d, ConvConfig, conv2d, conv2d_stock};
+use revstream::model::conv::{Conv2d, ConvConfig, conv2d, conv2d_grads, conv2d_stock};
 
 /// One convolution problem: input (N, C, H, W), output channels and geometry.
 #[derive(Debug, Clone, Copy)]
@@ -299,6 +299,35 @@ fn gradients_of_sum_of_squares_match_stock_op() {
     };
     assert!(diff(&dx, &dx_stock) < 1e-5, "input grad");
     assert!(diff(&dw, &dw_stock) < 1e-5, "weight grad");
+}
+
+#[test]
+fn direct_gradients_equal_autograd() {
+    // `conv2d_grads` (the bench's kernel-only column) computes what `backward()` does.
+    let dev = Device::Cpu;
+    for (k, cfg) in [
+        (3, ConvConfig::square(3, 1, 1)),
+        (7, ConvConfig::square(7, 2, 3)),
+        (1, ConvConfig::square(1, 2, 0)),
+    ] {
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 8, 12, 10), &dev).unwrap()).unwrap();
+        let w = Var::from_tensor(&Tensor::randn(0f32, 0.3, (6, 8, k, k), &dev).unwrap()).unwrap();
+        let y = conv2d(x.as_tensor(), w.as_tensor(), &cfg).unwrap();
+        let dy = Tensor::randn(0f32, 1.0, y.shape(), &dev).unwrap();
+        let auto = (&y * &dy).unwrap().sum_all().unwrap().backward().unwrap();
+        let (dx, dw) = conv2d_grads(x.as_tensor(), w.as_tensor(), &dy, &cfg).unwrap();
+        for (ours, theirs) in [(dx, x.as_tensor()), (dw, w.as_tensor())] {
+            let theirs = auto.get(theirs).unwrap();
+            let d = (&ours - theirs).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(d.to_scalar::<f32>().unwrap() < 1e-5, "{cfg:?}");
+        }
+    }
+    // An output gradient of the wrong shape is an error, not a panic.
+    let x = Tensor::randn(0f32, 1.0, (1, 2, 6, 6), &dev).unwrap();
+    let w = Tensor::randn(0f32, 1.0, (3, 2, 3, 3), &dev).unwrap();
+    let dy = Tensor::zeros((1, 3, 5, 5), DType::F32, &dev).unwrap();
+    let err = conv2d_grads(&x, &w, &dy, &ConvConfig::square(3, 1, 1)).unwrap_err();
+    assert!(err.to_string().contains("operands"), "{err}");
 }
 
 #[test]

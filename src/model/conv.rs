@@ -227,6 +227,30 @@ pub fn conv2d(x: &Tensor, w: &Tensor, cfg: &ConvConfig) -> Result<Tensor> {
     x.contiguous()?.apply_op2(&w.contiguous()?, op::Forward(g))
 }
 
+/// Both gradients of [`conv2d`] for output gradient `dy`, computed directly: what the
+/// op's backward runs inside `Tensor::backward`, without autograd's bookkeeping (its
+/// y-sized seed, the graph walk). f32/f64 on the CPU only.
+pub fn conv2d_grads(
+    x: &Tensor,
+    w: &Tensor,
+    dy: &Tensor,
+    cfg: &ConvConfig,
+) -> Result<(Tensor, Tensor)> {
+    if !ours(x, w) {
+        bail!(
+            "conv2d_grads: our kernels run f32/f64 on the CPU, got {:?} on {:?}",
+            x.dtype(),
+            x.device()
+        );
+    }
+    let g = geometry(x, w, cfg)?;
+    let grads = op::gradients(g, &x.contiguous()?, &w.contiguous()?, dy, (true, true))?;
+    match grads {
+        (Some(dx), Some(dw)) => Ok((dx, dw)),
+        _ => bail!("conv2d_grads: a gradient was not computed"),
+    }
+}
+
 /// The same convolution through candle's stock `conv2d` (the reference we test against).
 pub fn conv2d_stock(x: &Tensor, w: &Tensor, cfg: &ConvConfig) -> Result<Tensor> {
     let ConvConfig {

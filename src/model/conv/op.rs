@@ -106,25 +106,36 @@ impl CustomOp2 for Forward {
         _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let dy = dy.contiguous()?;
         // A tensor that neither is a variable nor comes from an op (the network's input)
         // gets no gradient: candle would only drop it.
-        // Side by side: each kernel has serial parts (packing, partial sums) the other's
-        // work can fill.
-        let (dx, dw) = rayon::join(
-            || {
-                x.track_op()
-                    .then(|| dy.apply_op2_no_bwd(w, &BackwardInput(self.0)))
-                    .transpose()
-            },
-            || {
-                w.track_op()
-                    .then(|| x.apply_op2_no_bwd(&dy, &BackwardWeight(self.0)))
-                    .transpose()
-            },
-        );
-        Ok((dx?, dw?))
+        gradients(self.0, x, w, dy, (x.track_op(), w.track_op()))
     }
+}
+
+/// The input and weight gradients of convolution `g` for output gradient `dy`, each only
+/// where `wanted`. Side by side: each kernel has serial parts (packing, partial sums) the
+/// other's work can fill.
+pub fn gradients(
+    g: Geom,
+    x: &Tensor,
+    w: &Tensor,
+    dy: &Tensor,
+    (want_dx, want_dw): (bool, bool),
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let dy = dy.contiguous()?;
+    let (dx, dw) = rayon::join(
+        || {
+            want_dx
+                .then(|| dy.apply_op2_no_bwd(w, &BackwardInput(g)))
+                .transpose()
+        },
+        || {
+            want_dw
+                .then(|| x.apply_op2_no_bwd(&dy, &BackwardWeight(g)))
+                .transpose()
+        },
+    );
+    Ok((dx?, dw?))
 }
 
 /// Input gradient on (output gradient, weight).
