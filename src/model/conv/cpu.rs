@@ -308,10 +308,10 @@ unsafe fn mm<T: Elem>(
 /// Skipping the zero fill saves a single-threaded pass over the output (up to 25 MB per
 /// call on the r50 stem, 10–15 % of its forward), as candle's own `alloc_uninit` does.
 #[allow(clippy::uninit_vec)]
-fn output_vec<T: Elem>(len: usize) -> Vec<T> {
+pub fn output_vec<T: Elem>(len: usize) -> Vec<T> {
     let mut v = Vec::with_capacity(len);
-    // SAFETY: `Elem` types are plain floats, valid for any bits; both forward paths write
-    // every output element (GEMMs without accumulation, or copies) before returning.
+    // SAFETY: `Elem` types are plain floats, valid for any bits, and every caller writes
+    // each element (GEMMs without accumulation, copies, or a fill) before reading it.
     unsafe { v.set_len(len) };
     v
 }
@@ -576,7 +576,7 @@ fn flip_transpose<T: Elem>(g: &Geom, w: &[T]) -> Vec<T> {
 fn backward_input_col2im<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
     let (p, k, cog) = (g.p(), g.k(), g.cog());
     let gs = phases::form(g);
-    let mut dxs = vec![T::ZERO; g.n * gs.c_in * gs.h * gs.w];
+    let mut dxs = output_vec(g.n * gs.c_in * gs.h * gs.w);
     let tile = g.tile(TILE_FLOATS);
     let threads = rayon::current_num_threads();
     // Tiles of one image overlap in dx, so parallelism is over (image, group), or inside
@@ -588,6 +588,8 @@ fn backward_input_col2im<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
         Parallelism::Rayon(threads)
     };
     let run = |col: &mut Vec<T>, (b, gi): (usize, usize), dxg: &mut [T]| {
+        // col2im adds into it; zeroed per task rather than in one serial pass.
+        dxg.fill(T::ZERO);
         let dyg = &dy[(b * g.c_out + gi * cog) * p..][..cog * p];
         let wg = &w[gi * cog * k..][..cog * k];
         for p0 in (0..p).step_by(tile) {
