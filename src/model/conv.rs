@@ -244,11 +244,11 @@ pub fn conv2d_grads(
         );
     }
     let g = geometry(x, w, cfg)?;
-    let grads = op::gradients(g, &x.contiguous()?, &w.contiguous()?, dy, (true, true))?;
-    match grads {
-        (Some(dx), Some(dw)) => Ok((dx, dw)),
-        _ => bail!("conv2d_grads: a gradient was not computed"),
-    }
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
+    let (Some(dx), Some(dw)) = op::gradients(g, &x, &w, dy, (true, true))? else {
+        bail!("conv2d_grads: a gradient was not computed");
+    };
+    Ok((dx, dw))
 }
 
 /// The same convolution through candle's stock `conv2d` (the reference we test against).

@@ -113,7 +113,7 @@ impl CustomOp2 for Forward {
 }
 
 /// The input and weight gradients of convolution `g` for output gradient `dy`, each only
-/// where `wanted`. Side by side: each kernel has serial parts (packing, partial sums) the
+/// where asked (`want_dx`, `want_dw`). Side by side: each kernel has serial parts (packing, partial sums) the
 /// other's work can fill.
 pub fn gradients(
     g: Geom,
