@@ -87,6 +87,17 @@ fn max_abs(a: &Tensor) -> f64 {
 
 #[test]
 fn fused_op_matches_composed_ops_in_f64() {
+    matches_composed_ops(false);
+}
+
+#[test]
+fn fused_op_with_relu_matches_composed_ops_in_f64() {
+    matches_composed_ops(true);
+}
+
+/// BatchNorm (then ReLU when `relu`) through the fused f32 op and through candle's
+/// composed ops in f64: outputs, gradients and running statistics agree.
+fn matches_composed_ops(relu: bool) {
     let (weight, bias) = ([0.5, 1.5, -0.7, 2.0, 1.0], [0.1, -0.3, 0.0, 1.2, -2.0]);
     let (vm32, bn32) = layer(DType::F32, &weight, &bias);
     let (vm64, bn64) = layer(DType::F64, &weight, &bias);
@@ -104,13 +115,23 @@ fn fused_op_matches_composed_ops_in_f64() {
         .unwrap();
     let (mut up32, mut up64) = (Vec::new(), Vec::new());
     let y32 = bn32
-        .forward(x32.as_tensor(), &mut BnMode::Train(&mut up32))
+        .forward_act(x32.as_tensor(), &mut BnMode::Train(&mut up32), relu)
         .unwrap();
     let y64 = bn64
-        .forward(x64.as_tensor(), &mut BnMode::Train(&mut up64))
+        .forward_act(x64.as_tensor(), &mut BnMode::Train(&mut up64), relu)
         .unwrap();
     let err = max_abs_diff(&y32, &y64);
     assert!(err < 1e-4 * max_abs(&y64), "output differs by {err}");
+    if relu {
+        // The bias of -2 clamps nearly all of the last channel; the others are mixed.
+        let clamped = y32.eq(0f32).unwrap().to_dtype(DType::F32).unwrap();
+        let share = clamped.mean((0, 2, 3)).unwrap().to_vec1::<f32>().unwrap();
+        let mixed = share[..4].iter().all(|&s| (0.2..0.8).contains(&s));
+        assert!(
+            share[4] > 0.9 && mixed,
+            "clamped share per channel {share:?}"
+        );
+    }
 
     let g32 = (&y32 * &r).unwrap().sum_all().unwrap().backward().unwrap();
     let r64 = r.to_dtype(DType::F64).unwrap();
@@ -175,6 +196,6 @@ fn mismatched_parameters_are_an_error_not_a_panic() {
     let x = input();
     let w = Tensor::ones(CH + 1, DType::F32, &Device::Cpu).unwrap();
     let b = Tensor::zeros(CH + 1, DType::F32, &Device::Cpu).unwrap();
-    let err = bn_train::batch_norm_train(&x, &w, &b, 1e-5).unwrap_err();
+    let err = bn_train::batch_norm_train(&x, &w, &b, 1e-5, false).unwrap_err();
     assert!(err.to_string().contains("channels"), "{err}");
 }

@@ -48,10 +48,8 @@ impl ConvBn {
             // Training may change the running statistics in place: fold again next time.
             *self.cache() = None;
         }
-        let h = self
-            .bn
-            .forward(&self.conv.forward(x, ctx.frames)?, &mut ctx.bn)?;
-        if relu { h.relu() } else { Ok(h) }
+        self.bn
+            .forward_act(&self.conv.forward(x, ctx.frames)?, &mut ctx.bn, relu)
     }
 
     /// The folded convolution (from the cache where allowed).

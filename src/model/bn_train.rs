@@ -1,10 +1,13 @@
-//! Training-mode BatchNorm (batch statistics) as one candle op on the CPU, with its
-//! analytic backward.
+//! Training-mode BatchNorm (batch statistics), optionally followed by ReLU, as one candle
+//! op on the CPU, with its analytic backward.
 //!
 //! Composed from candle ops, a BatchNorm layer reduces over `(N, H, W)` and its autograd
 //! sums broadcast gradients over the same axes; candle runs those strided reductions on
 //! one thread, and they took half of a training step. Here the statistics and both
-//! passes run per channel in parallel. Other devices and dtypes keep the composed form.
+//! passes run per channel in parallel, their sums vectorised. A ReLU after it costs
+//! candle a pass forward and four backward (zeros, comparison, cast, product); fused, it
+//! is a comparison inside the passes that run anyway. Other devices and dtypes keep the
+//! composed form.
 
 use std::sync::{Arc, Mutex};
 
@@ -12,12 +15,24 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-/// Per-channel batch statistics of one forward pass.
+use super::conv::output_vec;
+
+/// Elements per block of a channel sum: f32 lanes inside a block, f64 across blocks, so
+/// no f32 partial sum covers more than `BLOCK / LANES` values.
+const BLOCK: usize = 256;
+/// Independent f32 accumulators per sum: enough for the compiler to vectorise.
+const LANES: usize = 16;
+
+/// Per-channel batch statistics of one forward pass, and the affine map it applied.
 #[derive(Debug, Clone)]
 struct Stats {
     mean: Vec<f32>,
     /// Biased (population) variance, as normalisation uses.
     var: Vec<f32>,
+    /// `y = x * scale + shift` before the ReLU: the backward recomputes the ReLU's mask
+    /// from `x` with these, bit for bit as the forward did.
+    scale: Vec<f32>,
+    shift: Vec<f32>,
 }
 
 /// Whether `x` can take the fused path: f32 on the CPU.
@@ -26,23 +41,26 @@ pub fn supported(x: &Tensor) -> bool {
 }
 
 /// `y = (x - mean) / sqrt(var + eps) * weight + bias` with the batch's per-channel mean
-/// and biased variance over every axis but 1. Returns `y` and the statistics `(mean,
-/// var)` as `(C,)` tensors (detached), for the running-statistics update.
+/// and biased variance over every axis but 1, then `max(y, 0)` when `relu`. Returns `y`
+/// and the statistics `(mean, var)` as `(C,)` tensors (detached), for the
+/// running-statistics update.
 pub fn batch_norm_train(
     x: &Tensor,
     weight: &Tensor,
     bias: &Tensor,
     eps: f64,
+    relu: bool,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let stats = Arc::new(Mutex::new(None));
     let op = Forward {
         eps: eps as f32,
+        relu,
         stats: stats.clone(),
     };
     let y = x
         .contiguous()?
         .apply_op3_arc(weight, bias, Arc::new(Box::new(op)))?;
-    let Some(Stats { mean, var }) = stats.lock().expect("stats lock").clone() else {
+    let Some(Stats { mean, var, .. }) = stats.lock().expect("stats lock").clone() else {
         bail!("batch-norm: forward recorded no statistics");
     };
     let c = mean.len();
@@ -79,28 +97,72 @@ fn runs(x: &[f32], c: usize, (n, ch, s): (usize, usize, usize)) -> impl Iterator
     (0..n).map(move |i| &x[(i * ch + c) * s..(i * ch + c + 1) * s])
 }
 
-fn channel_stats(x: &[f32], dims: (usize, usize, usize)) -> Stats {
+/// `Σ f(v)` over `r`, vectorised (see `BLOCK`).
+fn lane_sum(r: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    r.chunks(BLOCK)
+        .map(|block| {
+            let mut acc = [0f32; LANES];
+            let mut chunks = block.chunks_exact(LANES);
+            for c in &mut chunks {
+                for (a, &v) in acc.iter_mut().zip(c) {
+                    *a += f(v);
+                }
+            }
+            let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
+            (acc.iter().sum::<f32>() + tail) as f64
+        })
+        .sum()
+}
+
+/// `(Σ a, Σ b)` of `(a, b) = f(x, g)` over the pairs of `xr` and `gr`, vectorised.
+fn lane_sum2(xr: &[f32], gr: &[f32], f: impl Fn(f32, f32) -> (f32, f32)) -> (f64, f64) {
+    xr.chunks(BLOCK)
+        .zip(gr.chunks(BLOCK))
+        .map(|(xb, gb)| {
+            let (mut sa, mut sb) = ([0f32; LANES], [0f32; LANES]);
+            let (mut xc, mut gc) = (xb.chunks_exact(LANES), gb.chunks_exact(LANES));
+            for (x, g) in (&mut xc).zip(&mut gc) {
+                for i in 0..LANES {
+                    let (a, b) = f(x[i], g[i]);
+                    sa[i] += a;
+                    sb[i] += b;
+                }
+            }
+            let (mut ta, mut tb) = (0f32, 0f32);
+            for (&x, &g) in xc.remainder().iter().zip(gc.remainder()) {
+                let (a, b) = f(x, g);
+                ta += a;
+                tb += b;
+            }
+            (
+                (sa.iter().sum::<f32>() + ta) as f64,
+                (sb.iter().sum::<f32>() + tb) as f64,
+            )
+        })
+        .fold((0.0, 0.0), |(a, b), (c, d)| (a + c, b + d))
+}
+
+/// Per-channel mean and biased variance, in two passes: the centred variance stays exact
+/// for large means.
+fn channel_stats(x: &[f32], dims: (usize, usize, usize)) -> (Vec<f32>, Vec<f32>) {
     let count = (dims.0 * dims.2).max(1) as f64;
-    let (mean, var) = (0..dims.1)
+    (0..dims.1)
         .into_par_iter()
         .map(|c| {
-            // Two passes in f64: the centred variance stays exact for large means.
-            let sum: f64 = runs(x, c, dims)
-                .map(|r| r.iter().map(|&v| v as f64).sum::<f64>())
-                .sum();
-            let mean = sum / count;
+            let sum: f64 = runs(x, c, dims).map(|r| lane_sum(r, |v| v)).sum();
+            let mean = (sum / count) as f32;
             let sq: f64 = runs(x, c, dims)
-                .map(|r| r.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>())
+                .map(|r| lane_sum(r, |v| (v - mean) * (v - mean)))
                 .sum();
-            (mean as f32, (sq / count) as f32)
+            (mean, (sq / count) as f32)
         })
-        .unzip();
-    Stats { mean, var }
+        .unzip()
 }
 
 /// Forward on (x, weight, bias); records the statistics it used.
 struct Forward {
     eps: f32,
+    relu: bool,
     stats: Arc<Mutex<Option<Stats>>>,
 }
 
@@ -124,24 +186,32 @@ impl CustomOp3 for Forward {
         if b.len() != w.len() {
             bail!("batch-norm: {} weights but {} biases", w.len(), b.len());
         }
-        let stats = channel_stats(x, dims);
+        let (mean, var) = channel_stats(x, dims);
         let (scale, shift): (Vec<f32>, Vec<f32>) = (0..dims.1)
             .map(|c| {
-                let k = w[c] / (stats.var[c] + self.eps).sqrt();
-                (k, b[c] - stats.mean[c] * k)
+                let k = w[c] / (var[c] + self.eps).sqrt();
+                (k, b[c] - mean[c] * k)
             })
             .unzip();
-        let mut y = vec![0f32; x.len()];
+        let mut y = output_vec(x.len());
         y.par_chunks_mut(dims.2.max(1))
             .zip(x.par_chunks(dims.2.max(1)))
             .enumerate()
             .for_each(|(i, (yr, xr))| {
-                let c = i % dims.1;
+                let (k, t) = (scale[i % dims.1], shift[i % dims.1]);
                 for (o, &v) in yr.iter_mut().zip(xr) {
-                    *o = v * scale[c] + shift[c];
+                    *o = v * k + t;
+                }
+                if self.relu {
+                    yr.iter_mut().for_each(|o| *o = o.max(0.0));
                 }
             });
-        *self.stats.lock().expect("stats lock") = Some(stats);
+        *self.stats.lock().expect("stats lock") = Some(Stats {
+            mean,
+            var,
+            scale,
+            shift,
+        });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -158,6 +228,7 @@ impl CustomOp3 for Forward {
         };
         let op = Backward {
             eps: self.eps,
+            relu: self.relu,
             stats,
         };
         let packed = x.apply_op3_no_bwd(weight, &dy.contiguous()?, &op)?;
@@ -173,6 +244,7 @@ impl CustomOp3 for Forward {
 /// custom op has one output.
 struct Backward {
     eps: f32,
+    relu: bool,
     stats: Stats,
 }
 
@@ -200,24 +272,38 @@ impl CustomOp3 for Backward {
                 l1.shape()
             );
         }
-        let Stats { mean, var } = &self.stats;
+        let Stats {
+            mean,
+            var,
+            scale,
+            shift,
+        } = &self.stats;
+        let relu = self.relu;
+        // The output gradient at channel c past the ReLU: zero where the forward clamped.
+        let gate = |c: usize| {
+            let (k, t) = (scale[c], shift[c]);
+            move |v: f32, g: f32| if relu && v * k + t <= 0.0 { 0.0 } else { g }
+        };
         let inv: Vec<f32> = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
         // dbias = Σ dy, dweight = Σ dy · x̂ per channel.
         let (db, dw): (Vec<f32>, Vec<f32>) = (0..dims.1)
             .into_par_iter()
             .map(|c| {
-                let (mut sum, mut dot) = (0f64, 0f64);
-                for (xr, gr) in runs(x, c, dims).zip(runs(dy, c, dims)) {
-                    for (&v, &g) in xr.iter().zip(gr) {
-                        sum += g as f64;
-                        dot += g as f64 * (v - mean[c]) as f64;
-                    }
-                }
+                let (gate, m) = (gate(c), mean[c]);
+                let (sum, dot) = runs(x, c, dims)
+                    .zip(runs(dy, c, dims))
+                    .map(|(xr, gr)| {
+                        lane_sum2(xr, gr, |v, g| {
+                            let g = gate(v, g);
+                            (g, g * (v - m))
+                        })
+                    })
+                    .fold((0.0, 0.0), |(a, b), (c, d)| (a + c, b + d));
                 (sum as f32, (dot * inv[c] as f64) as f32)
             })
             .unzip();
         let count = (dims.0 * dims.2).max(1) as f32;
-        let mut out = vec![0f32; x.len() + 2 * dims.1];
+        let mut out = output_vec(x.len() + 2 * dims.1);
         let (dx, grads) = out.split_at_mut(x.len());
         // dx = weight · inv / M · (M dy − dbias − x̂ dweight)
         dx.par_chunks_mut(dims.2.max(1))
@@ -228,10 +314,10 @@ impl CustomOp3 for Backward {
             .enumerate()
             .for_each(|(i, (dr, (xr, gr)))| {
                 let c = i % dims.1;
-                let k = w[c] * inv[c];
-                let (mb, mw) = (db[c] / count, dw[c] / count);
+                let (gate, m, k) = (gate(c), mean[c], w[c] * inv[c]);
+                let (mb, mw) = (db[c] / count, inv[c] * dw[c] / count);
                 for (o, (&v, &g)) in dr.iter_mut().zip(xr.iter().zip(gr)) {
-                    *o = k * (g - mb - (v - mean[c]) * inv[c] * mw);
+                    *o = k * (gate(v, g) - mb - (v - m) * mw);
                 }
             });
         grads[..dims.1].copy_from_slice(&dw);

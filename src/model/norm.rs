@@ -96,6 +96,12 @@ impl BatchNorm {
 
     /// Normalises `x` as `mode` says, recording the running-statistics update in training.
     pub fn forward(&self, x: &Tensor, mode: &mut BnMode) -> Result<Tensor> {
+        self.forward_act(x, mode, false)
+    }
+
+    /// [`Self::forward`], then ReLU when `relu`: inside the fused training op where it
+    /// runs, as a separate op elsewhere.
+    pub fn forward_act(&self, x: &Tensor, mode: &mut BnMode, relu: bool) -> Result<Tensor> {
         let c = x.dim(1)?;
         let (centred, var) = match mode {
             BnMode::Eval | BnMode::EvalUnfolded => {
@@ -104,7 +110,7 @@ impl BatchNorm {
                 (x.broadcast_sub(&mean)?, var)
             }
             BnMode::Train(_) | BnMode::Recompute if bn_train::supported(x) => {
-                let (y, mean, var) = batch_norm_train(x, &self.weight, &self.bias, self.eps)?;
+                let (y, mean, var) = batch_norm_train(x, &self.weight, &self.bias, self.eps, relu)?;
                 if let BnMode::Train(updates) = mode {
                     updates.push(self.update(&mean, &var, x.elem_count() / c)?);
                 }
@@ -123,9 +129,10 @@ impl BatchNorm {
         let scale = (var + self.eps)?.sqrt()?.recip()?;
         let weight = self.weight.reshape((1, c, 1, 1))?;
         let bias = self.bias.reshape((1, c, 1, 1))?;
-        centred
+        let y = centred
             .broadcast_mul(&scale.broadcast_mul(&weight)?)?
-            .broadcast_add(&bias)
+            .broadcast_add(&bias)?;
+        if relu { y.relu() } else { Ok(y) }
     }
 
     /// The inference-mode layer as `y = x * scale + shift` per channel: `scale =
