@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod optim;
 pub mod plots;
 pub mod revprop;
+pub mod seed;
 pub mod synth;
 pub mod trainer;
 

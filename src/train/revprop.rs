@@ -7,9 +7,10 @@
 //! rebuilds its input from its output (RevNet) while recomputing `F` and `G` with gradient
 //! tracking; an ordinary unit recomputes from its stored input. Each recomputed subgraph
 //! gives its vector-Jacobian product through `Tensor::backward` on `sum(output * grad)`
-//! and is freed before the next. Appearance stage `s` is processed before motion stage
-//! `s`, so the link's gradient reaches the motion state it came from. BatchNorm uses batch
-//! statistics throughout and its running statistics are updated once, from the forward pass.
+//! ([`seed::dot`]) and is freed before the next. Appearance stage `s` is processed before
+//! motion stage `s`, so the link's gradient reaches the motion state it came from.
+//! BatchNorm uses batch statistics throughout and its running statistics are updated once,
+//! from the forward pass.
 
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
@@ -18,6 +19,8 @@ use crate::model::norm::{BnMode, Ctx, apply_updates};
 use crate::model::reversible::{RevBlock, split};
 use crate::model::st_resnet::{Stage, Unit};
 use crate::model::{StResNet, StreamLogits};
+
+use super::seed;
 
 /// The outcome of one training step's forward and backward pass.
 #[derive(Debug)]
@@ -304,7 +307,7 @@ fn vjp(
     inputs: &[Option<&Var>],
     grads: &mut GradStore,
 ) -> Result<Vec<Tensor>> {
-    let total = (out * grad_out.detach())?.sum_all()?;
+    let total = seed::dot(out, grad_out)?;
     backward_into(&total, inputs, grads)
 }
 

@@ -1,0 +1,104 @@
+//! The scalar that seeds a vector-Jacobian product: `dot(out, g) = Σ out · g` for a
+//! constant `g`, whose gradient with respect to `out` is `g` itself.
+//!
+//! Composed as `(out * g).sum_all()`, it costs five passes over `out`-sized tensors
+//! before the first real op: the product and the sum forward; the sum's broadcast
+//! gradient made contiguous and both operands' gradients backward (`g`'s, which nobody
+//! needs, included). As one op on the CPU it is one read pass forward and none backward.
+//! Other devices keep the composed form.
+
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, bail};
+use rayon::prelude::*;
+
+/// Elements per parallel chunk of the dot product.
+const CHUNK: usize = 1 << 14;
+/// Elements per block summed in the operands' type (in `LANES` independent sums, which
+/// the compiler vectorises) before the block's sum joins an f64 total.
+const BLOCK: usize = 256;
+/// See `BLOCK`.
+const LANES: usize = 16;
+
+/// `Σ out · g` as a scalar whose backward hands `g` (detached) to `out` unchanged.
+pub fn dot(out: &Tensor, g: &Tensor) -> Result<Tensor> {
+    let g = g.detach();
+    let fused = out.device().is_cpu() && matches!(out.dtype(), DType::F32 | DType::F64);
+    if !fused || out.shape() != g.shape() || out.dtype() != g.dtype() {
+        return (out * g)?.sum_all();
+    }
+    out.contiguous()?.apply_op2(&g.contiguous()?, Dot)
+}
+
+struct Dot;
+
+fn contiguous<'a, T>(s: &'a [T], l: &Layout) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s[a..b]),
+        None => bail!("dot: operand is not contiguous"),
+    }
+}
+
+/// Σ a · b, vectorised within blocks, summed in f64 across them.
+fn dot_f64<T>(a: &[T], b: &[T]) -> f64
+where
+    T: Copy + Default + Into<f64> + Send + Sync + std::ops::Mul<Output = T> + std::ops::AddAssign,
+{
+    let block = |(a, b): (&[T], &[T])| {
+        let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+        let tail: f64 = (ac.remainder().iter().zip(bc.remainder()))
+            .map(|(&x, &y)| (x * y).into())
+            .sum();
+        let mut acc = [T::default(); LANES];
+        for (x, y) in ac.zip(bc) {
+            for i in 0..LANES {
+                acc[i] += x[i] * y[i];
+            }
+        }
+        tail + acc.iter().map(|&v| v.into()).sum::<f64>()
+    };
+    a.par_chunks(CHUNK)
+        .zip(b.par_chunks(CHUNK))
+        .map(|(a, b)| a.chunks(BLOCK).zip(b.chunks(BLOCK)).map(block).sum::<f64>())
+        .sum()
+}
+
+impl CustomOp2 for Dot {
+    fn name(&self) -> &'static str {
+        "revstream-vjp-dot"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let out = match (s1, s2) {
+            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
+                CpuStorage::F32(vec![dot_f64(contiguous(a, l1)?, contiguous(b, l2)?) as f32])
+            }
+            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
+                CpuStorage::F64(vec![dot_f64(contiguous(a, l1)?, contiguous(b, l2)?)])
+            }
+            _ => bail!("dot: operands must both be f32 or both f64"),
+        };
+        Ok((out, Shape::from(())))
+    }
+
+    fn bwd(
+        &self,
+        _out: &Tensor,
+        g: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        // `backward` seeds the root with one: `g` as it is, no pass over it.
+        let seed = grad_res.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let grad = if seed == 1.0 {
+            g.clone()
+        } else {
+            g.broadcast_mul(grad_res)?
+        };
+        Ok((Some(grad), None))
+    }
+}
