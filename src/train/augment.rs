@@ -55,20 +55,26 @@ impl Transform {
     /// Resamples one `size` x `size` plane through the transform (bilinear).
     pub fn apply(&self, src: &[f32], size: usize, out: &mut Vec<f32>) {
         let step = self.side / size as f32;
-        let max = (size - 1) as f32;
+        // Source taps of output coordinate `o` along an axis starting at `origin`: the
+        // two neighbours and the weight of the second.
+        let taps = |origin: f32, o: usize| {
+            let s = (origin + (o as f32 + 0.5) * step - 0.5).clamp(0.0, (size - 1) as f32);
+            let (i0, t) = (s.floor() as usize, s - s.floor());
+            (i0, (i0 + 1).min(size - 1), t)
+        };
+        // Every row samples the same columns: their taps are computed once per plane.
+        let columns: Vec<(usize, usize, f32)> = (0..size)
+            .map(|ox| taps(self.x, if self.flip { size - 1 - ox } else { ox }))
+            .collect();
+        out.reserve(size * size);
         for oy in 0..size {
-            let sy = (self.y + (oy as f32 + 0.5) * step - 0.5).clamp(0.0, max);
-            let (y0, ty) = (sy.floor() as usize, sy - sy.floor());
-            let y1 = (y0 + 1).min(size - 1);
-            for ox in 0..size {
-                let ox = if self.flip { size - 1 - ox } else { ox };
-                let sx = (self.x + (ox as f32 + 0.5) * step - 0.5).clamp(0.0, max);
-                let (x0, tx) = (sx.floor() as usize, sx - sx.floor());
-                let x1 = (x0 + 1).min(size - 1);
-                let top = src[y0 * size + x0] * (1.0 - tx) + src[y0 * size + x1] * tx;
-                let bottom = src[y1 * size + x0] * (1.0 - tx) + src[y1 * size + x1] * tx;
-                out.push(top * (1.0 - ty) + bottom * ty);
-            }
+            let (y0, y1, ty) = taps(self.y, oy);
+            let (r0, r1) = (&src[y0 * size..][..size], &src[y1 * size..][..size]);
+            out.extend(columns.iter().map(|&(x0, x1, tx)| {
+                let top = r0[x0] * (1.0 - tx) + r0[x1] * tx;
+                let bottom = r1[x0] * (1.0 - tx) + r1[x1] * tx;
+                top * (1.0 - ty) + bottom * ty
+            }));
         }
     }
 }
