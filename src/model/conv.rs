@@ -14,7 +14,7 @@ use candle_core::{DType, Module, Result, Tensor, bail};
 use candle_nn::VarBuilder;
 
 use cpu::Geom;
-pub(crate) use cpu::output_vec;
+pub(crate) use cpu::{Elem, output_vec};
 
 /// Geometry of a 2-D convolution: (height, width) pairs and channel groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

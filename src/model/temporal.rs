@@ -4,10 +4,12 @@
 //! channel axis and one [`Conv2d`] with `3 * in` input channels runs over them, so the
 //! whole layer is a single call of the shared convolution (and of its fast kernels).
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, Tensor, bail};
 use candle_nn::{Init, VarBuilder};
+use rayon::prelude::*;
 
-use super::conv::{Conv2d, ConvConfig};
+use super::conv::{Conv2d, ConvConfig, Elem, output_vec};
 
 /// A `3 x kh x kw` convolution over clips laid out `(B * T, C, H, W)`; weight in PyTorch's
 /// Conv3d layout `(out, in, 3, kh, kw)`.
@@ -74,19 +76,144 @@ impl TemporalConv {
 }
 
 /// `(B * T, C, H, W)` → `(B * T, 3 * C, H, W)`: each frame with its predecessor and
-/// successor (zero at the clip's ends) stacked on the channel axis.
+/// successor (zero at the clip's ends) stacked on the channel axis, channel `c * 3 + tap`
+/// (the weight's `(in, 3)` order).
+///
+/// On the CPU (f32, f64) one op copies planes, and its backward gathers them: composed from
+/// pad, narrow and stack, candle spent four copies forward and as many backward.
 pub fn stack_taps(x: &Tensor, frames: usize) -> Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
+    let (n, _, _, _) = x.dims4()?;
     if frames == 0 || n % frames != 0 {
-        candle_core::bail!("temporal conv: {n} images are not clips of {frames} frames");
+        bail!("temporal conv: {n} images are not clips of {frames} frames");
     }
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        x.contiguous()?.apply_op1(StackTaps { frames })
+    } else {
+        stack_taps_composed(x, frames)
+    }
+}
+
+/// [`stack_taps`] from candle's ops, for every device and dtype.
+fn stack_taps_composed(x: &Tensor, frames: usize) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
     let b = n / frames;
     let padded = x.reshape((b, frames, c, h, w))?.pad_with_zeros(1, 1, 1)?;
     let taps = (0..3)
         .map(|k| padded.narrow(1, k, frames))
         .collect::<Result<Vec<_>>>()?;
-    // (B, T, C, 3, H, W): channel index c * 3 + tap, matching the weight's (in, 3) order.
+    // (B, T, C, 3, H, W): channel index c * 3 + tap.
     Tensor::stack(&taps, 3)?.reshape((n, c * 3, h, w))
+}
+
+/// [`stack_taps`] on the CPU.
+struct StackTaps {
+    frames: usize,
+}
+
+/// Frame of the same clip that tap `k` of frame `t` reads (`t + k - 1`), if any.
+fn tap_source(t: usize, k: usize, frames: usize) -> Option<usize> {
+    (t + k).checked_sub(1).filter(|&s| s < frames)
+}
+
+/// `(n, c, hw)` of a contiguous 4-D operand with `taps` channels per input channel.
+fn planes(l: &Layout, taps: usize) -> Result<(usize, usize, usize)> {
+    let (n, c, h, w) = l.shape().dims4()?;
+    if !c.is_multiple_of(taps) || l.contiguous_offsets().is_none() {
+        bail!(
+            "stack taps: operand {:?} is not contiguous (N, {taps}C, H, W)",
+            l.shape()
+        );
+    }
+    Ok((n, c / taps, h * w))
+}
+
+/// `x (n, c, hw)` → `(n, 3c, hw)`, planes copied or zeroed.
+fn stack<T: Elem>(x: &[T], (n, c, hw): (usize, usize, usize), frames: usize) -> Vec<T> {
+    let mut out = output_vec(n * 3 * c * hw);
+    out.par_chunks_mut(3 * c * hw)
+        .enumerate()
+        .for_each(|(i, dst)| {
+            let (clip, t) = (i / frames, i % frames);
+            for (j, plane) in dst.chunks_mut(hw).enumerate() {
+                match tap_source(t, j % 3, frames) {
+                    Some(s) => {
+                        let src = ((clip * frames + s) * c + j / 3) * hw;
+                        plane.copy_from_slice(&x[src..][..hw]);
+                    }
+                    None => plane.fill(T::ZERO),
+                }
+            }
+        });
+    out
+}
+
+/// Adjoint of [`stack`]: `dy (n, 3c, hw)` → `dx (n, c, hw)`, each input plane the sum of
+/// the (up to three) output planes that copied it.
+fn unstack<T: Elem>(dy: &[T], (n, c, hw): (usize, usize, usize), frames: usize) -> Vec<T> {
+    let mut dx = output_vec(n * c * hw);
+    dx.par_chunks_mut(c * hw).enumerate().for_each(|(i, dst)| {
+        let (clip, s) = (i / frames, i % frames);
+        for (ci, plane) in dst.chunks_mut(hw).enumerate() {
+            // Tap k of frame t reads frame s when t = s + 1 - k; tap 1 always does.
+            let from =
+                |t: usize, k: usize| &dy[(((clip * frames + t) * c + ci) * 3 + k) * hw..][..hw];
+            plane.copy_from_slice(from(s, 1));
+            for (t, k) in [(s + 1, 0), (s.wrapping_sub(1), 2)] {
+                if t < frames {
+                    plane.iter_mut().zip(from(t, k)).for_each(|(d, g)| *d += *g);
+                }
+            }
+        }
+    });
+    dx
+}
+
+impl CustomOp1 for StackTaps {
+    fn name(&self) -> &'static str {
+        "revstream-stack-taps"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let dims = planes(l, 1)?;
+        let (start, end) = l.contiguous_offsets().unwrap_or_default();
+        let out = match s {
+            CpuStorage::F32(x) => CpuStorage::F32(stack(&x[start..end], dims, self.frames)),
+            CpuStorage::F64(x) => CpuStorage::F64(stack(&x[start..end], dims, self.frames)),
+            other => bail!("stack taps: unsupported dtype {:?}", other.dtype()),
+        };
+        let (n, c, h, w) = l.shape().dims4()?;
+        Ok((out, Shape::from((n, 3 * c, h, w))))
+    }
+
+    fn bwd(&self, _x: &Tensor, _res: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
+        let op = UnstackTaps {
+            frames: self.frames,
+        };
+        Ok(Some(dy.contiguous()?.apply_op1_no_bwd(&op)?))
+    }
+}
+
+/// The backward of [`StackTaps`].
+struct UnstackTaps {
+    frames: usize,
+}
+
+impl CustomOp1 for UnstackTaps {
+    fn name(&self) -> &'static str {
+        "revstream-stack-taps-backward"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let dims = planes(l, 3)?;
+        let (start, end) = l.contiguous_offsets().unwrap_or_default();
+        let out = match s {
+            CpuStorage::F32(g) => CpuStorage::F32(unstack(&g[start..end], dims, self.frames)),
+            CpuStorage::F64(g) => CpuStorage::F64(unstack(&g[start..end], dims, self.frames)),
+            other => bail!("stack taps: unsupported dtype {:?}", other.dtype()),
+        };
+        let (n, c3, h, w) = l.shape().dims4()?;
+        Ok((out, Shape::from((n, c3 / 3, h, w))))
+    }
 }
 
 /// A unit's convolution: purely spatial, or spatiotemporal with a temporal extent of 3.
@@ -129,5 +256,56 @@ impl UnitConv {
             Self::Spatial(conv) => conv.forward(x),
             Self::Temporal(conv) => conv.forward(x, frames),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+
+    use super::*;
+
+    /// The op and the composed form agree, forward exactly and backward up to the order of
+    /// a three-term sum, at clip lengths 1 (both neighbours padding), 2 and 5.
+    #[test]
+    fn stack_taps_op_equals_the_composed_ops() {
+        for (frames, dtype) in [(1, DType::F32), (2, DType::F64), (5, DType::F32)] {
+            let n = 2 * frames;
+            let x = Tensor::randn(0f32, 1.0, (n, 3, 4, 5), &Device::Cpu)
+                .and_then(|t| t.to_dtype(dtype))
+                .and_then(|t| Var::from_tensor(&t))
+                .unwrap();
+            let r = Tensor::randn(0f32, 1.0, (n, 9, 4, 5), &Device::Cpu)
+                .and_then(|t| t.to_dtype(dtype))
+                .unwrap();
+            let grad = |y: Tensor| {
+                let g = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                g.get(x.as_tensor()).unwrap().clone()
+            };
+            let (a, b) = (
+                stack_taps(x.as_tensor(), frames).unwrap(),
+                stack_taps_composed(x.as_tensor(), frames).unwrap(),
+            );
+            let diff = |a: &Tensor, b: &Tensor| {
+                (a - b)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .max(0)
+                    .unwrap()
+                    .to_dtype(DType::F64)
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap()
+            };
+            assert_eq!(a.dims(), b.dims());
+            assert_eq!(diff(&a, &b), 0.0, "forward, {frames} frames");
+            let err = diff(&grad(a), &grad(b));
+            assert!(err <= 1e-6, "backward, {frames} frames: {err}");
+        }
+        let x = Tensor::zeros((5, 2, 3, 3), DType::F32, &Device::Cpu).unwrap();
+        assert!(stack_taps(&x, 2).is_err());
     }
 }
