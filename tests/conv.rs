@@ -79,6 +79,8 @@ fn fixed_cases() -> Vec<Case> {
         Case::new((1, 8, 13, 16), 4, cfg((7, 7), (2, 2), (3, 3), 2)),
         Case::new((2, 4, 11, 10), 5, cfg((7, 5), (2, 1), (3, 2), 1)),
         Case::new((1, 2, 16, 16), 3, cfg((6, 6), (3, 3), (2, 1), 1)),
+        // 3x3/2 on few channels: the phase form despite its zero taps.
+        Case::new((2, 8, 13, 12), 6, ConvConfig::square(3, 2, 1)),
         // An RGB stem into 64 channels: im2col rather than the phase form.
         Case::new((2, 3, 16, 14), 64, ConvConfig::square(7, 2, 3)),
     ]

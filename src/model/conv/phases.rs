@@ -10,6 +10,14 @@ use super::cpu::{Elem, Geom, IMPLICIT_MIN_CHANNELS, output_vec};
 
 /// At most this many percent more multiply-adds than the strided kernel (zero taps).
 const MAX_OVERHEAD_PERCENT: usize = 35;
+/// With `THIN_CHANNELS` to `FEW_CHANNELS` phase channels, im2col's GEMM is thin and the
+/// phase form pays up to this overhead: a 3x3/2 kernel (78 %) on 8 channels (32 phase
+/// channels) at (128, 8, 64, 64) → 8 ran forward 5.0 → 4.2 ms, weight gradient 8.4 → 4.4
+/// ms; on 16 channels or more it lost (r50's (8, 128, 56, 56) → 128: 11.7 → 14.9 ms), on
+/// RGB (12 phase channels) it gained nothing.
+const FEW_MAX_OVERHEAD_PERCENT: usize = 80;
+/// See `FEW_MAX_OVERHEAD_PERCENT`.
+const FEW_CHANNELS: usize = 64;
 /// Fewer phase channels than this feeding `THIN_MIN_OUTPUTS` or more outputs: im2col.
 const THIN_CHANNELS: usize = 16;
 /// See `THIN_CHANNELS`.
@@ -19,8 +27,13 @@ const THIN_MIN_OUTPUTS: usize = 64;
 pub fn geometry(g: &Geom) -> Option<Geom> {
     let gs = form(g);
     let phases = g.sh * g.sw;
-    let cheap = 100 * phases * gs.kh * gs.kw <= (100 + MAX_OVERHEAD_PERCENT) * g.kh * g.kw;
     let channels = gs.c_in / gs.groups;
+    let overhead = if (THIN_CHANNELS..FEW_CHANNELS).contains(&channels) {
+        FEW_MAX_OVERHEAD_PERCENT
+    } else {
+        MAX_OVERHEAD_PERCENT
+    };
+    let cheap = 100 * phases * gs.kh * gs.kw <= (100 + overhead) * g.kh * g.kw;
     // Few phase channels into many outputs (the RGB 7x7/2 stem into 64): im2col's one
     // deep GEMM wins; into 16 outputs the phase form's gradients do (fwd+bwd 15.8 vs
     // 19.0 ms at (32, 3, 112, 112)). The forward decides for itself: `forward_geometry`.
