@@ -16,6 +16,10 @@ use revstream::analysis::probe::{self, Intervention, StreamKind, UnitId};
 use revstream::model::{Config, StResNet};
 use revstream::train::checkpoint::seeded_init;
 
+#[path = "common/tensors.rs"]
+mod tensors;
+use tensors::max_abs_diff;
+
 const CLASSES: usize = 3;
 
 /// 16x16 clips of 2 frames, widths 4..32, units 2-1-1-1: five units per stream.
@@ -66,19 +70,6 @@ fn batch(cfg: &Config, clips: usize, seed: u64) -> Batch {
     }
 }
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
 /// Zeroes the last BatchNorm (scale and shift) of every residual branch: r(x) = 0.
 fn zero_branches(vars: &VarMap) {
     set_vars(
@@ -96,8 +87,8 @@ fn probe_without_intervention_is_the_model_forward() {
         let b = batch(&cfg, 2, 7);
         let expected = net.forward(&b.rgb, &b.flow, false).unwrap();
         let got = probe::forward(&net, &b.rgb, &b.flow, &Intervention::default(), None).unwrap();
-        assert_eq!(max_diff(&got.fused, &expected.fused), 0.0);
-        assert_eq!(max_diff(&got.appearance, &expected.appearance), 0.0);
+        assert_eq!(max_abs_diff(&got.fused, &expected.fused), 0.0);
+        assert_eq!(max_abs_diff(&got.appearance, &expected.appearance), 0.0);
     }
 }
 
@@ -113,7 +104,7 @@ fn deleting_a_unit_changes_the_output_of_a_random_model() {
             ..Intervention::default()
         };
         let out = probe::forward(&net, &b.rgb, &b.flow, &iv, None).unwrap();
-        let d = max_diff(&out.fused, &intact.fused);
+        let d = max_abs_diff(&out.fused, &intact.fused);
         assert!(d > 1e-4, "deleting {id} changed the logits by only {d}");
     }
 }
@@ -133,7 +124,7 @@ fn zero_branches_make_every_lesion_harmless() {
         ..Intervention::default()
     };
     let out = probe::forward(&net, &b.rgb, &b.flow, &everything, None).unwrap();
-    assert!(max_diff(&out.fused, &intact.fused) < 1e-6);
+    assert!(max_abs_diff(&out.fused, &intact.fused) < 1e-6);
 
     let opts = LesionOptions {
         draws: 3,

@@ -6,6 +6,10 @@ use candle_nn::{VarBuilder, VarMap};
 use revstream::model::bn_train;
 use revstream::model::norm::{BatchNorm, BnMode, apply_updates};
 
+#[path = "common/tensors.rs"]
+mod tensors;
+use tensors::max_abs_diff;
+
 const CH: usize = 5;
 
 /// A layer in `dtype` with given weight and bias.
@@ -56,19 +60,6 @@ fn input() -> Tensor {
         .broadcast_mul(&scale)
         .unwrap()
         .broadcast_add(&offset)
-        .unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    let a = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
-    let b = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max(D::Minus1)
-        .unwrap()
-        .to_scalar::<f64>()
         .unwrap()
 }
 

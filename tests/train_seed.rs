@@ -4,6 +4,10 @@
 use candle_core::{DType, Device, Tensor, Var};
 use revstream::train::seed;
 
+#[path = "common/tensors.rs"]
+mod tensors;
+use tensors::max_abs_diff;
+
 /// Values with a large range, so f32 partial sums would show their error.
 fn pair(dtype: DType) -> (Var, Tensor) {
     let n = 50_000;
@@ -15,19 +19,6 @@ fn pair(dtype: DType) -> (Var, Tensor) {
         Var::from_tensor(&out.to_dtype(dtype).unwrap().reshape(shape).unwrap()).unwrap(),
         g.to_dtype(dtype).unwrap().reshape(shape).unwrap(),
     )
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a.to_dtype(DType::F64).unwrap() - b.to_dtype(DType::F64).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
 }
 
 #[test]
