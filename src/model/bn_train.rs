@@ -16,12 +16,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, b
 use rayon::prelude::*;
 
 use super::conv::output_vec;
-
-/// Elements per block of a channel sum: f32 lanes inside a block, f64 across blocks, so
-/// no f32 partial sum covers more than `BLOCK / LANES` values.
-const BLOCK: usize = 256;
-/// Independent f32 accumulators per sum: enough for the compiler to vectorise.
-const LANES: usize = 16;
+use super::sums::{lane_sum, lane_sum2};
 
 /// Per-channel batch statistics of one forward pass, and the affine map it applied.
 #[derive(Debug, Clone)]
@@ -97,51 +92,6 @@ fn runs(x: &[f32], c: usize, (n, ch, s): (usize, usize, usize)) -> impl Iterator
     (0..n).map(move |i| &x[(i * ch + c) * s..(i * ch + c + 1) * s])
 }
 
-/// `Σ f(v)` over `r`, vectorised (see `BLOCK`).
-fn lane_sum(r: &[f32], f: impl Fn(f32) -> f32) -> f64 {
-    r.chunks(BLOCK)
-        .map(|block| {
-            let mut acc = [0f32; LANES];
-            let mut chunks = block.chunks_exact(LANES);
-            for c in &mut chunks {
-                for (a, &v) in acc.iter_mut().zip(c) {
-                    *a += f(v);
-                }
-            }
-            let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
-            (acc.iter().sum::<f32>() + tail) as f64
-        })
-        .sum()
-}
-
-/// `(Σ a, Σ b)` of `(a, b) = f(x, g)` over the pairs of `xr` and `gr`, vectorised.
-fn lane_sum2(xr: &[f32], gr: &[f32], f: impl Fn(f32, f32) -> (f32, f32)) -> (f64, f64) {
-    xr.chunks(BLOCK)
-        .zip(gr.chunks(BLOCK))
-        .map(|(xb, gb)| {
-            let (mut sa, mut sb) = ([0f32; LANES], [0f32; LANES]);
-            let (mut xc, mut gc) = (xb.chunks_exact(LANES), gb.chunks_exact(LANES));
-            for (x, g) in (&mut xc).zip(&mut gc) {
-                for i in 0..LANES {
-                    let (a, b) = f(x[i], g[i]);
-                    sa[i] += a;
-                    sb[i] += b;
-                }
-            }
-            let (mut ta, mut tb) = (0f32, 0f32);
-            for (&x, &g) in xc.remainder().iter().zip(gc.remainder()) {
-                let (a, b) = f(x, g);
-                ta += a;
-                tb += b;
-            }
-            (
-                (sa.iter().sum::<f32>() + ta) as f64,
-                (sb.iter().sum::<f32>() + tb) as f64,
-            )
-        })
-        .fold((0.0, 0.0), |(a, b), (c, d)| (a + c, b + d))
-}
-
 /// Per-channel mean and biased variance, in two passes: the centred variance stays exact
 /// for large means.
 fn channel_stats(x: &[f32], dims: (usize, usize, usize)) -> (Vec<f32>, Vec<f32>) {
@@ -149,10 +99,10 @@ fn channel_stats(x: &[f32], dims: (usize, usize, usize)) -> (Vec<f32>, Vec<f32>)
     (0..dims.1)
         .into_par_iter()
         .map(|c| {
-            let sum: f64 = runs(x, c, dims).map(|r| lane_sum(r, |v| v)).sum();
+            let sum: f64 = runs(x, c, dims).map(|r| lane_sum(r, r, |v, _| v)).sum();
             let mean = (sum / count) as f32;
             let sq: f64 = runs(x, c, dims)
-                .map(|r| lane_sum(r, |v| (v - mean) * (v - mean)))
+                .map(|r| lane_sum(r, r, |v, _| (v - mean) * (v - mean)))
                 .sum();
             (mean, (sq / count) as f32)
         })

@@ -7,6 +7,7 @@ pub mod conv;
 pub mod norm;
 pub mod reversible;
 pub mod st_resnet;
+pub mod sums;
 pub mod temporal;
 
 pub use config::Config;

@@ -10,13 +10,10 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
+use crate::model::sums::lane_sum;
+
 /// Elements per parallel chunk of the dot product.
 const CHUNK: usize = 1 << 14;
-/// Elements per block summed in the operands' type (in `LANES` independent sums, which
-/// the compiler vectorises) before the block's sum joins an f64 total.
-const BLOCK: usize = 256;
-/// See `BLOCK`.
-const LANES: usize = 16;
 
 /// `Σ out · g` as a scalar whose backward hands `g` (detached) to `out` unchanged.
 pub fn dot(out: &Tensor, g: &Tensor) -> Result<Tensor> {
@@ -37,27 +34,19 @@ fn contiguous<'a, T>(s: &'a [T], l: &Layout) -> Result<&'a [T]> {
     }
 }
 
-/// Σ a · b, vectorised within blocks, summed in f64 across them.
-fn dot_f64<T>(a: &[T], b: &[T]) -> f64
-where
-    T: Copy + Default + Into<f64> + Send + Sync + std::ops::Mul<Output = T> + std::ops::AddAssign,
-{
-    let block = |(a, b): (&[T], &[T])| {
-        let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-        let tail: f64 = (ac.remainder().iter().zip(bc.remainder()))
-            .map(|(&x, &y)| (x * y).into())
-            .sum();
-        let mut acc = [T::default(); LANES];
-        for (x, y) in ac.zip(bc) {
-            for i in 0..LANES {
-                acc[i] += x[i] * y[i];
-            }
-        }
-        tail + acc.iter().map(|&v| v.into()).sum::<f64>()
-    };
+/// Σ a · b in f32 lanes, summed in f64 (`lane_sum`).
+fn dot_f32(a: &[f32], b: &[f32]) -> f64 {
     a.par_chunks(CHUNK)
         .zip(b.par_chunks(CHUNK))
-        .map(|(a, b)| a.chunks(BLOCK).zip(b.chunks(BLOCK)).map(block).sum::<f64>())
+        .map(|(a, b)| lane_sum(a, b, |x, y| x * y))
+        .sum()
+}
+
+/// Σ a · b.
+fn dot_f64(a: &[f64], b: &[f64]) -> f64 {
+    a.par_chunks(CHUNK)
+        .zip(b.par_chunks(CHUNK))
+        .map(|(a, b)| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>())
         .sum()
 }
 
@@ -75,7 +64,7 @@ impl CustomOp2 for Dot {
     ) -> Result<(CpuStorage, Shape)> {
         let out = match (s1, s2) {
             (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-                CpuStorage::F32(vec![dot_f64(contiguous(a, l1)?, contiguous(b, l2)?) as f32])
+                CpuStorage::F32(vec![dot_f32(contiguous(a, l1)?, contiguous(b, l2)?) as f32])
             }
             (CpuStorage::F64(a), CpuStorage::F64(b)) => {
                 CpuStorage::F64(vec![dot_f64(contiguous(a, l1)?, contiguous(b, l2)?)])
