@@ -15,6 +15,7 @@ use candle_nn::VarBuilder;
 
 use cpu::Geom;
 pub(crate) use cpu::{Elem, output_vec};
+pub(crate) use op::contiguous;
 
 /// Geometry of a 2-D convolution: (height, width) pairs and channel groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

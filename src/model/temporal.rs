@@ -9,7 +9,10 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, T
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
-use super::conv::{Conv2d, ConvConfig, Elem, output_vec};
+use super::conv::{Conv2d, ConvConfig, Elem, contiguous, output_vec};
+
+/// Name of the stacking op in errors.
+const NAME: &str = "stack taps";
 
 /// A `3 x kh x kw` convolution over clips laid out `(B * T, C, H, W)`; weight in PyTorch's
 /// Conv3d layout `(out, in, 3, kh, kw)`.
@@ -115,12 +118,12 @@ fn tap_source(t: usize, k: usize, frames: usize) -> Option<usize> {
     (t + k).checked_sub(1).filter(|&s| s < frames)
 }
 
-/// `(n, c, hw)` of a contiguous 4-D operand with `taps` channels per input channel.
+/// `(n, c, hw)` of a 4-D operand with `taps` channels per input channel.
 fn planes(l: &Layout, taps: usize) -> Result<(usize, usize, usize)> {
     let (n, c, h, w) = l.shape().dims4()?;
-    if !c.is_multiple_of(taps) || l.contiguous_offsets().is_none() {
+    if !c.is_multiple_of(taps) {
         bail!(
-            "stack taps: operand {:?} is not contiguous (N, {taps}C, H, W)",
+            "stack taps: operand {:?} is not (N, {taps}C, H, W)",
             l.shape()
         );
     }
@@ -175,11 +178,14 @@ impl CustomOp1 for StackTaps {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let dims = planes(l, 1)?;
-        let (start, end) = l.contiguous_offsets().unwrap_or_default();
         let out = match s {
-            CpuStorage::F32(x) => CpuStorage::F32(stack(&x[start..end], dims, self.frames)),
-            CpuStorage::F64(x) => CpuStorage::F64(stack(&x[start..end], dims, self.frames)),
-            other => bail!("stack taps: unsupported dtype {:?}", other.dtype()),
+            CpuStorage::F32(x) => {
+                CpuStorage::F32(stack(contiguous(x, l, NAME)?, dims, self.frames))
+            }
+            CpuStorage::F64(x) => {
+                CpuStorage::F64(stack(contiguous(x, l, NAME)?, dims, self.frames))
+            }
+            other => bail!("{NAME}: unsupported dtype {:?}", other.dtype()),
         };
         let (n, c, h, w) = l.shape().dims4()?;
         Ok((out, Shape::from((n, 3 * c, h, w))))
@@ -205,11 +211,14 @@ impl CustomOp1 for UnstackTaps {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let dims = planes(l, 3)?;
-        let (start, end) = l.contiguous_offsets().unwrap_or_default();
         let out = match s {
-            CpuStorage::F32(g) => CpuStorage::F32(unstack(&g[start..end], dims, self.frames)),
-            CpuStorage::F64(g) => CpuStorage::F64(unstack(&g[start..end], dims, self.frames)),
-            other => bail!("stack taps: unsupported dtype {:?}", other.dtype()),
+            CpuStorage::F32(g) => {
+                CpuStorage::F32(unstack(contiguous(g, l, NAME)?, dims, self.frames))
+            }
+            CpuStorage::F64(g) => {
+                CpuStorage::F64(unstack(contiguous(g, l, NAME)?, dims, self.frames))
+            }
+            other => bail!("{NAME}: unsupported dtype {:?}", other.dtype()),
         };
         let (n, c3, h, w) = l.shape().dims4()?;
         Ok((out, Shape::from((n, c3 / 3, h, w))))

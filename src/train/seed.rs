@@ -10,6 +10,7 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
+use crate::model::conv::contiguous;
 use crate::model::sums::lane_sum;
 
 /// Elements per parallel chunk of the dot product.
@@ -26,13 +27,6 @@ pub fn dot(out: &Tensor, g: &Tensor) -> Result<Tensor> {
 }
 
 struct Dot;
-
-fn contiguous<'a, T>(s: &'a [T], l: &Layout) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s[a..b]),
-        None => bail!("dot: operand is not contiguous"),
-    }
-}
 
 /// Σ a · b in f32 lanes, summed in f64 (`lane_sum`).
 fn dot_f32(a: &[f32], b: &[f32]) -> f64 {
@@ -64,11 +58,14 @@ impl CustomOp2 for Dot {
     ) -> Result<(CpuStorage, Shape)> {
         let out = match (s1, s2) {
             (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-                CpuStorage::F32(vec![dot_f32(contiguous(a, l1)?, contiguous(b, l2)?) as f32])
+                CpuStorage::F32(vec![
+                    dot_f32(contiguous(a, l1, "dot")?, contiguous(b, l2, "dot")?) as f32,
+                ])
             }
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
-                CpuStorage::F64(vec![dot_f64(contiguous(a, l1)?, contiguous(b, l2)?)])
-            }
+            (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(vec![dot_f64(
+                contiguous(a, l1, "dot")?,
+                contiguous(b, l2, "dot")?,
+            )]),
             _ => bail!("dot: operands must both be f32 or both f64"),
         };
         Ok((out, Shape::from(())))

@@ -19,7 +19,7 @@ trait Kernel {
 }
 
 /// The contiguous slice a layout describes.
-fn contiguous<'a, T>(s: &'a [T], l: &Layout, name: &str) -> Result<&'a [T]> {
+pub(crate) fn contiguous<'a, T>(s: &'a [T], l: &Layout, name: &str) -> Result<&'a [T]> {
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&s[a..b]),
         None => bail!("{name}: operand is not contiguous"),
