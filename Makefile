@@ -23,7 +23,8 @@ test: deps
 	cargo test --features ort --no-fail-fast
 	cargo test --features ort --benches --no-run
 
-# The `cuda` feature needs a CUDA toolkit (nvcc for candle's kernels) but no GPU:
+# The `cuda` and `cudnn` features need a CUDA toolkit (nvcc for candle's kernels) but no
+# GPU; check-cuda type-checks both (checking needs no libcudnn):
 # scripts/setup-cuda-root.sh assembles CUDA 13.0 from PyPI wheels into
 # $(CUDA_PREFIX). Separate target dir, so CPU builds are not invalidated. Not part of
 # `make test`: from scratch it outlasts CI's budget (docs/benchmarks.md, GPU path).
@@ -34,20 +35,22 @@ check-cuda: deps
 	cargo fetch
 	scripts/setup-cuda-root.sh $(CUDA_PREFIX)
 	$(CUDA_CARGO) check --features cuda --all-targets
+	$(CUDA_CARGO) check --features cudnn --all-targets
 
-# target-cuda/gpu-bundle.tar.gz: the CUDA revstream-gpu-check, scripts/gpu-check.sh, the
-# PyTorch peer and models/default, for a GPU machine without Rust
+# target-cuda/gpu-bundle.tar.gz: revstream-gpu-check built with cuDNN convolutions
+# (feature `cudnn`; links libcudnn.so.9, hence WITH_CUDNN), scripts/gpu-check.sh, the
+# PyTorch peers and models/default, for a GPU machine without Rust
 # (tar xzf gpu-bundle.tar.gz && gpu-bundle/scripts/gpu-check.sh results).
 gpu-bundle: deps
 	cargo fetch
-	scripts/setup-cuda-root.sh $(CUDA_PREFIX)
-	$(CUDA_CARGO) build --release --features cuda --bin revstream-gpu-check
+	WITH_CUDNN=1 scripts/setup-cuda-root.sh $(CUDA_PREFIX)
+	$(CUDA_CARGO) build --release --features cudnn --bin revstream-gpu-check
 	rm -rf target-cuda/gpu-bundle
 	mkdir -p target-cuda/gpu-bundle/bin target-cuda/gpu-bundle/scripts/peers target-cuda/gpu-bundle/models
 	cp target-cuda/release/revstream-gpu-check target-cuda/gpu-bundle/bin/
 	strip target-cuda/gpu-bundle/bin/revstream-gpu-check
 	cp scripts/gpu-check.sh target-cuda/gpu-bundle/scripts/
-	cp scripts/peers/torch_forward.py target-cuda/gpu-bundle/scripts/peers/
+	cp scripts/peers/torch_forward.py scripts/peers/torch_conv.py target-cuda/gpu-bundle/scripts/peers/
 	cp -r models/default target-cuda/gpu-bundle/models/
 	tar -C target-cuda -czf target-cuda/gpu-bundle.tar.gz gpu-bundle
 	@ls -lh target-cuda/gpu-bundle.tar.gz

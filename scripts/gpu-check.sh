@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One run of every GPU check: GPU vs CPU results (model forward, TV-L1), the two-stream
+# One run of every GPU check: GPU vs CPU results (model forward, conv op and its
+# gradients, TV-L1), the conv op's speed against candle's stock op and PyTorch, the two-stream
 # r50 forward in f32/bf16 against PyTorch eager in the same run, batched TV-L1 pairs/s,
 # and reversible vs plain training steps. Full results go to RESULTS_DIR as JSON; one
 # short table is printed at the end.
@@ -36,12 +37,16 @@ echo "gpu-check: $BIN -> $OUT" >&2
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$OUT/gpu.txt" 2>&1 || true
 "$BIN" --out "$OUT" --model-dir "$ROOT/models/default" 2> >(tee "$OUT/gpu-check.log" >&2)
 
-# The PyTorch peer, only where our GPU forward ran (same frames per stream).
+# The PyTorch peers, only where our GPU runs happened (same frames per stream, same
+# conv shapes).
 if grep -q '"cuda:0"' "$OUT/device.json"; then
   "$PY" "$ROOT/scripts/peers/torch_forward.py" --out "$OUT/torch.json" --frames 32,64,128 \
     2> >(tee "$OUT/torch.log" >&2) || echo '{"skipped": "the PyTorch run failed: see torch.log"}' > "$OUT/torch.json"
+  "$PY" "$ROOT/scripts/peers/torch_conv.py" --shapes "$OUT/conv.json" --out "$OUT/torch_conv.json" \
+    2> >(tee "$OUT/torch_conv.log" >&2) || echo '{"skipped": "the PyTorch run failed: see torch_conv.log"}' > "$OUT/torch_conv.json"
 else
   echo '{"skipped": "no GPU in this run"}' > "$OUT/torch.json"
+  echo '{"skipped": "no GPU in this run"}' > "$OUT/torch_conv.json"
 fi
 
 "$PY" - "$OUT" <<'PYEOF' | tee "$OUT/table.md"
@@ -56,6 +61,7 @@ def load(name):
 def num(x, fmt="{:.3g}"):
     return fmt.format(x) if isinstance(x, (int, float)) else str(x)
 device, parity, fwd, flow, train, torch = (load(n) for n in ("device", "parity", "forward", "flow", "train", "torch"))
+conv, torch_conv = load("conv"), load("torch_conv")
 print(f"## revstream GPU check ({device.get('gpu')})\n")
 print("| check | result |\n|---|---|")
 for name in ("default", "r50_random"):
@@ -69,6 +75,23 @@ if isinstance(speed, list):
     print("| TV-L1 fast 340x256 on GPU, pairs/s (batch) | " + ", ".join(f"{r['pairs_per_s']:.0f} ({r['batch']})" for r in speed) + " |")
 else:
     print(f"| TV-L1 fast 340x256 on GPU | {speed} |")
+if "runs" in conv:
+    peer = {r["name"]: r for r in torch_conv.get("runs", [])}
+    print(f"| conv op on the GPU | {conv.get('ours')}; PyTorch {torch_conv.get('torch', torch_conv.get('skipped'))} |")
+    for r in conv["runs"]:
+        errs = " / ".join(num(r.get(f"{d}_rel_error_{t}", "n/a"), "{:.1e}") for d in ("f32", "bf16") for t in ("y", "dx", "dw"))
+        print(f"| conv {r['name']}: rel. error vs CPU f32 y/dx/dw, bf16 y/dx/dw | {errs} |")
+        t = peer.get(r["name"], {})
+        for d in ("f32", "bf16"):
+            cells = []
+            for col in ("fwd", "fwd_bwd"):
+                ours, stock, pt = r.get(f"{d}_ours_{col}_ms"), r.get(f"{d}_stock_{col}_ms"), t.get(f"{d}_{col}_ms")
+                ratio = f", {ours / pt:.2f}x PyTorch" if isinstance(ours, float) and isinstance(pt, float) else ""
+                cells.append(f"{col} {num(ours)} ms (stock {num(stock)}, PyTorch {num(pt)}{ratio})")
+            nhwc = f"; PyTorch NHWC fwd {num(t.get('bf16_nhwc_fwd_ms'))} ms" if d == "bf16" else ""
+            print(f"| conv {r['name']} {d} | " + "; ".join(cells) + nhwc + " |")
+else:
+    print(f"| conv op on the GPU | {conv.get('gpu')} |")
 torch_runs = {(r["dtype"], r["frames_per_stream"]): r for r in torch.get("runs", [])}
 if "runs" in fwd:
     for r in fwd["runs"]:

@@ -2,15 +2,18 @@
 //!
 //! Layers build a [`Conv2d`] and call `forward`; which implementation runs behind it is
 //! this module's business: our own GEMM-based custom op (forward and both gradients,
-//! see `cpu`) for f32/f64 on the CPU, candle's stock op elsewhere (CUDA, half types).
-//! At inference (no operand tracks gradients) the bias and a following ReLU are applied
-//! inside our kernel as outputs are written, instead of as two more passes.
+//! see `cpu`) for f32/f64 on the CPU; on CUDA, with feature `cudnn`, the same op runs
+//! cuDNN with a per-shape algorithm search (see `cudnn`); candle's stock op elsewhere.
+//! At inference on the CPU (no operand tracks gradients) the bias and a following ReLU
+//! are applied inside our kernel as outputs are written, instead of as two more passes.
 
 mod cpu;
+#[cfg(feature = "cudnn")]
+mod cudnn;
 mod op;
 mod phases;
 
-use candle_core::{DType, Module, Result, Tensor, bail};
+use candle_core::{DType, Device, Module, Result, Tensor, bail};
 use candle_nn::VarBuilder;
 
 use cpu::Geom;
@@ -130,7 +133,12 @@ impl Conv2d {
     pub fn forward_act(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
         if let Some(b) = &self.bias {
             let inference = !(x.track_op() || self.weight.track_op() || b.track_op());
-            if inference && ours(x, &self.weight) && b.device().is_cpu() && b.dtype() == x.dtype() {
+            if inference
+                && x.device().is_cpu()
+                && ours(x, &self.weight)
+                && b.device().is_cpu()
+                && b.dtype() == x.dtype()
+            {
                 let op = op::ForwardFused {
                     geom: geometry(x, &self.weight, &self.cfg)?,
                     relu,
@@ -157,12 +165,23 @@ impl Module for Conv2d {
     }
 }
 
-/// Whether our CPU op runs this convolution (f32/f64 on the CPU, one dtype).
+/// Whether our op runs this convolution: f32/f64 on the CPU, and with feature `cudnn`
+/// every float type on CUDA; both operands on one device, in one dtype.
 fn ours(x: &Tensor, w: &Tensor) -> bool {
-    x.device().is_cpu()
-        && w.device().is_cpu()
-        && x.dtype() == w.dtype()
-        && matches!(x.dtype(), DType::F32 | DType::F64)
+    if x.dtype() != w.dtype() || !x.device().same_device(w.device()) {
+        return false;
+    }
+    match x.device() {
+        Device::Cpu => matches!(x.dtype(), DType::F32 | DType::F64),
+        Device::Cuda(_) => {
+            cfg!(feature = "cudnn")
+                && matches!(
+                    x.dtype(),
+                    DType::F32 | DType::F64 | DType::F16 | DType::BF16
+                )
+        }
+        _ => false,
+    }
 }
 
 /// Checks `x (N, C_in, H, W)` and `w (C_out, C_in / G, kh, kw)` against `cfg`.
@@ -220,7 +239,7 @@ fn geometry(x: &Tensor, w: &Tensor, cfg: &ConvConfig) -> Result<Geom> {
 }
 
 /// 2-D convolution of `x (N, C_in, H, W)` with `w (C_out, C_in / G, kh, kw)`, no bias:
-/// our op for f32/f64 on the CPU, [`conv2d_stock`] elsewhere.
+/// our op where it runs (see [`Conv2d`]), [`conv2d_stock`] elsewhere.
 pub fn conv2d(x: &Tensor, w: &Tensor, cfg: &ConvConfig) -> Result<Tensor> {
     let g = geometry(x, w, cfg)?;
     if !ours(x, w) {
@@ -231,7 +250,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, cfg: &ConvConfig) -> Result<Tensor> {
 
 /// Both gradients of [`conv2d`] for output gradient `dy`, computed directly: what the
 /// op's backward runs inside `Tensor::backward`, without autograd's bookkeeping (its
-/// y-sized seed, the graph walk). f32/f64 on the CPU only.
+/// y-sized seed, the graph walk). Only where our op runs (see [`Conv2d`]).
 pub fn conv2d_grads(
     x: &Tensor,
     w: &Tensor,
@@ -240,7 +259,7 @@ pub fn conv2d_grads(
 ) -> Result<(Tensor, Tensor)> {
     if !ours(x, w) {
         bail!(
-            "conv2d_grads: our kernels run f32/f64 on the CPU, got {:?} on {:?}",
+            "conv2d_grads: our op does not run {:?} on {:?}",
             x.dtype(),
             x.device()
         );

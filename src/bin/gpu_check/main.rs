@@ -5,6 +5,8 @@
 //! `"skipped"` when this build has no CUDA backend or no device answers, and the CPU
 //! halves still run. The script prints the table from these files.
 
+mod conv;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -40,7 +42,7 @@ struct Args {
     /// Reversible units per stream for the training-step comparison.
     #[arg(long, value_delimiter = ',', default_value = "8,16,32,64")]
     units: Vec<usize>,
-    /// Only these sections (parity, forward, flow, train); default all.
+    /// Only these sections (parity, conv, forward, flow, train); default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -68,6 +70,10 @@ fn main() -> anyhow::Result<()> {
     if wanted("parity") {
         let v = parity(&args.model_dir, gpu.as_ref())?;
         write(&args.out, "parity", &v)?;
+    }
+    if wanted("conv") {
+        let v = conv::conv(gpu.as_ref())?;
+        write(&args.out, "conv", &v)?;
     }
     if wanted("forward") {
         let v = forward_speed(&args.clips, gpu.as_ref())?;

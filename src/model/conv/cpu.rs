@@ -91,7 +91,7 @@ impl<'a, T: Elem> Epilogue<'a, T> {
 
 /// Full geometry of one convolution call: batch, channels, input size, kernel, stride,
 /// padding (per side) and groups.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Geom {
     pub n: usize,
     pub c_in: usize,

@@ -1,7 +1,7 @@
-//! candle custom ops around the CPU kernels: the forward convolution and, for its
-//! backward, one op per gradient so autograd skips the input gradient of a tensor
-//! that tracks none (the network's input); and an inference-only forward with the bias
-//! and ReLU applied inside the kernel.
+//! candle custom ops around the CPU kernels (and, with feature `cudnn`, cuDNN's): the
+//! forward convolution and, for its backward, one op per gradient so autograd skips the
+//! input gradient of a tensor that tracks none (the network's input); and a CPU
+//! inference-only forward with the bias and ReLU applied inside the kernel.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
@@ -89,6 +89,23 @@ impl CustomOp2 for Forward {
         "revstream-conv2d"
     }
 
+    #[cfg(feature = "cudnn")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        super::cudnn::run(
+            super::cudnn::Pass::Forward,
+            &self.0,
+            self.name(),
+            (s1, l1),
+            (s2, l2),
+        )
+    }
+
     fn cpu_fwd(
         &self,
         s1: &CpuStorage,
@@ -158,6 +175,23 @@ impl CustomOp2 for BackwardInput {
         "revstream-conv2d-backward-input"
     }
 
+    #[cfg(feature = "cudnn")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        super::cudnn::run(
+            super::cudnn::Pass::BackwardInput,
+            &self.0,
+            self.name(),
+            (s1, l1),
+            (s2, l2),
+        )
+    }
+
     fn cpu_fwd(
         &self,
         s1: &CpuStorage,
@@ -187,6 +221,23 @@ impl Kernel for BackwardWeight {
 impl CustomOp2 for BackwardWeight {
     fn name(&self) -> &'static str {
         "revstream-conv2d-backward-weight"
+    }
+
+    #[cfg(feature = "cudnn")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        super::cudnn::run(
+            super::cudnn::Pass::BackwardWeight,
+            &self.0,
+            self.name(),
+            (s1, l1),
+            (s2, l2),
+        )
     }
 
     fn cpu_fwd(
