@@ -5,7 +5,7 @@
 # and reversible vs plain training steps. Full results go to RESULTS_DIR as JSON; one
 # short table is printed at the end.
 #
-#   scripts/gpu-check.sh RESULTS_DIR
+#   scripts/gpu-check.sh RESULTS_DIR [revstream-gpu-check options, e.g. --only conv,parity]
 #
 # Needs no Rust toolchain: it runs a prebuilt revstream-gpu-check (`make gpu-bundle`
 # builds one with CUDA and packs it with this script, the default model and the PyTorch
@@ -16,8 +16,9 @@
 # Without a GPU (or with a CPU-only build) the CPU parts run and the GPU parts are
 # reported as skipped.
 set -euo pipefail
-[ $# -eq 1 ] || { echo "usage: $0 RESULTS_DIR" >&2; exit 2; }
+[ $# -ge 1 ] || { echo "usage: $0 RESULTS_DIR [revstream-gpu-check options]" >&2; exit 2; }
 OUT=$1
+shift
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$OUT"
 
@@ -35,19 +36,21 @@ fi
 
 echo "gpu-check: $BIN -> $OUT" >&2
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$OUT/gpu.txt" 2>&1 || true
-"$BIN" --out "$OUT" --model-dir "$ROOT/models/default" 2> >(tee "$OUT/gpu-check.log" >&2)
+"$BIN" --out "$OUT" --model-dir "$ROOT/models/default" "$@" 2> >(tee "$OUT/gpu-check.log" >&2)
 
-# The PyTorch peers, only where our GPU runs happened (same frames per stream, same
-# conv shapes).
-if grep -q '"cuda:0"' "$OUT/device.json"; then
-  "$PY" "$ROOT/scripts/peers/torch_forward.py" --out "$OUT/torch.json" --frames 32,64,128 \
-    2> >(tee "$OUT/torch.log" >&2) || echo '{"skipped": "the PyTorch run failed: see torch.log"}' > "$OUT/torch.json"
-  "$PY" "$ROOT/scripts/peers/torch_conv.py" --shapes "$OUT/conv.json" --out "$OUT/torch_conv.json" \
-    2> >(tee "$OUT/torch_conv.log" >&2) || echo '{"skipped": "the PyTorch run failed: see torch_conv.log"}' > "$OUT/torch_conv.json"
-else
-  echo '{"skipped": "no GPU in this run"}' > "$OUT/torch.json"
-  echo '{"skipped": "no GPU in this run"}' > "$OUT/torch_conv.json"
-fi
+# The PyTorch peers, only for the sections whose GPU runs happened (same frames per
+# stream, same conv shapes).
+peer() {  # peer NAME SECTION SCRIPT ARGS...
+  local name=$1 section=$2; shift 2
+  if grep -q '"runs"' "$OUT/$section.json" 2>/dev/null; then
+    "$PY" "$@" --out "$OUT/$name.json" 2> >(tee "$OUT/$name.log" >&2) \
+      || echo "{\"skipped\": \"the PyTorch run failed: see $name.log\"}" > "$OUT/$name.json"
+  else
+    echo '{"skipped": "no GPU run of this section"}' > "$OUT/$name.json"
+  fi
+}
+peer torch forward "$ROOT/scripts/peers/torch_forward.py" --frames 32,64,128
+peer torch_conv conv "$ROOT/scripts/peers/torch_conv.py" --shapes "$OUT/conv.json"
 
 "$PY" - "$OUT" <<'PYEOF' | tee "$OUT/table.md"
 import json, os, sys
@@ -64,14 +67,19 @@ device, parity, fwd, flow, train, torch = (load(n) for n in ("device", "parity",
 conv, torch_conv = load("conv"), load("torch_conv")
 print(f"## revstream GPU check ({device.get('gpu')})\n")
 print("| check | result |\n|---|---|")
-for name in ("default", "r50_random"):
+missing = [n for n, d in (("parity", parity), ("conv", conv), ("forward", fwd), ("flow", flow), ("train", train)) if d.get("skipped") == "missing"]
+if missing:
+    print(f"| sections not run (--only) | {', '.join(missing)} |")
+for name in ("default", "r50_random") if "parity" not in missing else ():
     p = parity.get(name, {})
     print(f"| forward {name}: GPU vs CPU rel. error f32 / bf16 | {num(p.get('rel_error_f32', p.get('gpu')))} / {num(p.get('rel_error_bf16', p.get('gpu')))} (CPU f32 forward {num(p.get('cpu_f32_forward_s'))} s) |")
 for row in flow.get("parity", []):
     print(f"| TV-L1 {row['preset']} EPE: tensor-GPU vs CPU solver / tensor-CPU vs CPU solver | {num(row.get('tensor_gpu_epe_vs_cpu_solver', 'skipped'))} / {num(row.get('tensor_cpu_epe_vs_cpu_solver'))} px |")
     print(f"| TV-L1 {row['preset']} EPE vs truth: CPU solver / tensor-GPU | {num(row.get('cpu_solver_epe_vs_truth'))} / {num(row.get('tensor_gpu_epe_vs_truth', 'skipped'))} px |")
 speed = flow.get("gpu_speed_fast")
-if isinstance(speed, list):
+if "flow" in missing:
+    pass
+elif isinstance(speed, list):
     print("| TV-L1 fast 340x256 on GPU, pairs/s (batch) | " + ", ".join(f"{r['pairs_per_s']:.0f} ({r['batch']})" for r in speed) + " |")
 else:
     print(f"| TV-L1 fast 340x256 on GPU | {speed} |")
@@ -90,7 +98,7 @@ if "runs" in conv:
                 cells.append(f"{col} {num(ours)} ms (stock {num(stock)}, PyTorch {num(pt)}{ratio})")
             nhwc = f"; PyTorch NHWC fwd {num(t.get('bf16_nhwc_fwd_ms'))} ms" if d == "bf16" else ""
             print(f"| conv {r['name']} {d} | " + "; ".join(cells) + nhwc + " |")
-else:
+elif "conv" not in missing:
     print(f"| conv op on the GPU | {conv.get('gpu')} |")
 torch_runs = {(r["dtype"], r["frames_per_stream"]): r for r in torch.get("runs", [])}
 if "runs" in fwd:
@@ -98,7 +106,7 @@ if "runs" in fwd:
         t = torch_runs.get((r["dtype"], r["frames_per_stream"]))
         peer = f"; PyTorch {t['frames_per_s']:.0f}, ratio {r['frames_per_s'] / t['frames_per_s']:.2f}x" if t else f"; PyTorch {torch.get('skipped', 'n/a')}"
         print(f"| r50 two-stream forward {r['dtype']}, {r['frames_per_stream']} frames/stream | {r['frames_per_s']:.0f} frames/s{peer} |")
-else:
+elif "forward" not in missing:
     print(f"| r50 two-stream forward f32/bf16 | {fwd.get('gpu')} |")
 for r in train.get("runs", []):
     print(f"| train step {r['units']} units ({train.get('device')}): plain / reversible | "
