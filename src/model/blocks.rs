@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
+use super::add_relu::add_relu;
 use super::conv::{Conv2d, ConvConfig};
 use super::norm::{BatchNorm, BnMode, Ctx};
 use super::temporal::{UnitConv, stack_taps};
@@ -191,7 +192,7 @@ impl ResBlock {
             Some(l) => (x + l)?,
             None => x.clone(),
         };
-        (shortcut + self.branch.forward(&branch_in, ctx)?)?.relu()
+        add_relu(&shortcut, &self.branch.forward(&branch_in, ctx)?)
     }
 
     /// The shortcut path: `x` itself, or its projection when the unit changes shape.

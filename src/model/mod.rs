@@ -1,5 +1,6 @@
 //! The two-stream Spatiotemporal ResNet, its convolutions and reversible units.
 
+pub mod add_relu;
 pub mod blocks;
 pub mod bn_train;
 pub mod config;
