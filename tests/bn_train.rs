@@ -190,3 +190,40 @@ fn mismatched_parameters_are_an_error_not_a_panic() {
     let err = bn_train::batch_norm_train(&x, &w, &b, 1e-5, false).unwrap_err();
     assert!(err.to_string().contains("channels"), "{err}");
 }
+
+/// A channel that is constant (all zero: a dead channel) with bias 0 has pre-activations
+/// of exactly zero. Through the ReLU its bias still gets the gradient, as through
+/// candle's composed ops (ReLU passes the gradient at zero), so such a channel can
+/// recover; the other channels are unaffected.
+#[test]
+fn a_dead_channel_passes_the_gradient_at_zero_as_candle_does() {
+    let (weight, bias) = ([1.0; CH], [0.0; CH]);
+    let (vm32, bn32) = layer(DType::F32, &weight, &bias);
+    let (vm64, bn64) = layer(DType::F64, &weight, &bias);
+    let dead = Tensor::new(&[1f32, 1.0, 0.0, 1.0, 1.0], &Device::Cpu)
+        .unwrap()
+        .reshape((1, CH, 1, 1))
+        .unwrap();
+    let x = input().broadcast_mul(&dead).unwrap();
+    let x32 = Var::from_tensor(&x).unwrap();
+    let x64 = Var::from_tensor(&x.to_dtype(DType::F64).unwrap()).unwrap();
+    let (mut up32, mut up64) = (Vec::new(), Vec::new());
+    let y32 = bn32
+        .forward_act(x32.as_tensor(), &mut BnMode::Train(&mut up32), true)
+        .unwrap();
+    let y64 = bn64
+        .forward_act(x64.as_tensor(), &mut BnMode::Train(&mut up64), true)
+        .unwrap();
+    let zero = y32.narrow(1, 2, 1).unwrap();
+    assert_eq!(max_abs(&zero), 0.0, "the dead channel's output is zero");
+    let g32 = y32.sum_all().unwrap().backward().unwrap();
+    let g64 = y64.sum_all().unwrap().backward().unwrap();
+    let bias = |vm: &VarMap| vm.data().lock().unwrap()["bias"].as_tensor().clone();
+    let (b32, b64) = (bias(&vm32), bias(&vm64));
+    let (d32, d64) = (g32.get(&b32).unwrap(), g64.get(&b64).unwrap());
+    // d(Σ y)/d bias of the dead channel: one per element, 6 * 7 * 9 of them.
+    let dead_grad = d32.to_vec1::<f32>().unwrap()[2];
+    assert_eq!(dead_grad, (6 * 7 * 9) as f32);
+    let err = max_abs_diff(d32, d64);
+    assert!(err <= 1e-3, "bias gradients differ by {err}");
+}

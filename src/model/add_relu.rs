@@ -4,10 +4,10 @@
 //! zeros, comparison, cast and product). As one op it is one pass each way: the gradient
 //! `g · [a + b ≥ 0]` is computed once and handed to both operands. The mask is
 //! recomputed from `a` and `b`, not read from the output, to keep candle's convention
-//! that a pre-activation of exactly zero passes the gradient: such zeros are common
-//! enough in training here that the other convention moved the default recipe's
-//! first-epoch validation accuracy from 0.854 to 0.758. Other devices and dtypes keep
-//! the composed form.
+//! that a pre-activation of exactly zero passes the gradient, so that training through
+//! this op is bit-identical to the composed ops. Such zeros are common enough here to
+//! matter: with the output's mask (`y > 0`) the default recipe's first epoch ended at
+//! train loss 3.7189 instead of 3.7671. Other devices and dtypes keep the composed form.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;

@@ -229,10 +229,13 @@ impl CustomOp3 for Backward {
             shift,
         } = &self.stats;
         let relu = self.relu;
-        // The output gradient at channel c past the ReLU: zero where the forward clamped.
+        // The output gradient at channel c past the ReLU: zero where the pre-activation was
+        // negative. At exactly zero it passes, as through candle's ReLU, so the op stays
+        // interchangeable with the composed ops: an all-zero input channel with zero bias
+        // sits exactly there and would otherwise never get a gradient.
         let gate = |c: usize| {
             let (k, t) = (scale[c], shift[c]);
-            move |v: f32, g: f32| if relu && v * k + t <= 0.0 { 0.0 } else { g }
+            move |v: f32, g: f32| if relu && v * k + t < 0.0 { 0.0 } else { g }
         };
         let inv: Vec<f32> = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
         // dbias = Σ dy, dweight = Σ dy · x̂ per channel.
