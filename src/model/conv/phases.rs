@@ -133,18 +133,34 @@ pub fn input<T: Elem>(g: &Geom, gs: &Geom, x: &[T]) -> Vec<T> {
             for_each_row(g, gs, c, |ch, i, iy, cols| {
                 let src = &x[(b * g.c_in + ch) * hw + iy * g.w..][..g.w];
                 let row = &mut dst[i * gs.w + cols.lo..i * gs.w + cols.hi];
-                if g.sw == 1 {
-                    row.copy_from_slice(&src[cols.first..][..row.len()]);
-                    return;
-                }
-                // Runs of `sw` elements, first of each: vectorises better than `step_by`.
-                let runs = src[cols.first..].chunks(g.sw);
-                for (d, run) in row.iter_mut().zip(runs) {
-                    *d = run[0];
-                }
+                gather(row, &src[cols.first..], g.sw);
             });
         });
     out
+}
+
+/// `dst[j] = src[step * j]`.
+fn gather<T: Elem>(dst: &mut [T], src: &[T], step: usize) {
+    /// Whole runs of `S` (a constant, so the loop vectorises as a shuffle), then the
+    /// last element, whose run may be cut short by the end of the row.
+    fn runs<T: Elem, const S: usize>(dst: &mut [T], src: &[T]) {
+        let Some((last, body)) = dst.split_last_mut() else {
+            return;
+        };
+        for (d, run) in body.iter_mut().zip(src.chunks_exact(S)) {
+            *d = run[0];
+        }
+        *last = src[S * body.len()];
+    }
+    match step {
+        1 => dst.copy_from_slice(&src[..dst.len()]),
+        2 => runs::<T, 2>(dst, src),
+        _ => {
+            for (d, s) in dst.iter_mut().zip(src.iter().step_by(step)) {
+                *d = *s;
+            }
+        }
+    }
 }
 
 /// Adjoint of [`input`]: the phase-form gradient back onto `(N, C, H, W)`. Every input
@@ -163,13 +179,34 @@ pub fn input_grad<T: Elem>(g: &Geom, gs: &Geom, dxs: &[T]) -> Vec<T> {
                 for_each_row(g, gs, c, |ch, i, iy, cols| {
                     let row = &src[i * gs.w + cols.lo..i * gs.w + cols.hi];
                     let out = &mut dst[ch * hw + iy * g.w..][..g.w];
-                    for (d, s) in out[cols.first..].iter_mut().step_by(g.sw).zip(row) {
-                        *d = *s;
-                    }
+                    scatter(&mut out[cols.first..], row, g.sw);
                 });
             }
         });
     dx
+}
+
+/// `dst[step * j] = src[j]`, the adjoint of [`gather`].
+fn scatter<T: Elem>(dst: &mut [T], src: &[T], step: usize) {
+    /// As in `gather`: whole runs of a constant `S`, then the last element.
+    fn runs<T: Elem, const S: usize>(dst: &mut [T], src: &[T]) {
+        let Some((last, body)) = src.split_last() else {
+            return;
+        };
+        for (run, s) in dst.chunks_exact_mut(S).zip(body) {
+            run[0] = *s;
+        }
+        dst[S * body.len()] = *last;
+    }
+    match step {
+        1 => dst[..src.len()].copy_from_slice(src),
+        2 => runs::<T, 2>(dst, src),
+        _ => {
+            for (d, s) in dst.iter_mut().step_by(step).zip(src) {
+                *d = *s;
+            }
+        }
+    }
 }
 
 /// Weight index pairs (original, phase form) of every real tap: `f(w_idx, ws_idx)`.
@@ -203,4 +240,32 @@ pub fn weight_grad<T: Elem>(g: &Geom, gs: &Geom, dws: &[T]) -> Vec<T> {
     let mut dw = vec![T::ZERO; g.c_out * g.c_in / g.groups * g.kh * g.kw];
     for_each_tap(g, gs, |wi, si| dw[wi] = dws[si]);
     dw
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both copies equal the plain strided loops, for the specialised and general steps.
+    #[test]
+    fn gather_and_scatter_are_strided_copies() {
+        for step in 1..=3 {
+            for n in 0..9 {
+                let len = if n == 0 { 0 } else { step * (n - 1) + 1 };
+                let src: Vec<f32> = (0..len + step).map(|i| i as f32 + 0.5).collect();
+                let mut got = vec![0f32; n];
+                gather(&mut got, &src[..len], step);
+                let want: Vec<f32> = (0..n).map(|j| src[step * j]).collect();
+                assert_eq!(got, want, "gather step {step} n {n}");
+
+                let mut dst = vec![-1f32; len];
+                scatter(&mut dst, &want, step);
+                let mut expect = vec![-1f32; len];
+                for (j, v) in want.iter().enumerate() {
+                    expect[step * j] = *v;
+                }
+                assert_eq!(dst, expect, "scatter step {step} n {n}");
+            }
+        }
+    }
 }
