@@ -15,86 +15,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor, Var};
 use criterion::{Criterion, criterion_group, criterion_main};
-use revstream::model::conv::{ConvConfig, conv2d, conv2d_grads, conv2d_stock};
-
-/// One benchmarked convolution.
-struct Case {
-    name: &'static str,
-    x: (usize, usize, usize, usize),
-    c_out: usize,
-    cfg: ConvConfig,
-}
-
-fn cases() -> Vec<Case> {
-    let sq = ConvConfig::square;
-    vec![
-        Case {
-            name: "3x3_32x16x56",
-            x: (32, 16, 56, 56),
-            c_out: 16,
-            cfg: sq(3, 1, 1),
-        },
-        Case {
-            name: "3x3_32x64x14",
-            x: (32, 64, 14, 14),
-            c_out: 64,
-            cfg: sq(3, 1, 1),
-        },
-        Case {
-            name: "stem7x7s2_32x3x112",
-            x: (32, 3, 112, 112),
-            c_out: 16,
-            cfg: sq(7, 2, 3),
-        },
-        Case {
-            name: "flowstem7x7s2_32x20x112",
-            x: (32, 20, 112, 112),
-            c_out: 16,
-            cfg: sq(7, 2, 3),
-        },
-        Case {
-            name: "3x3_8x64x56",
-            x: (8, 64, 56, 56),
-            c_out: 64,
-            cfg: sq(3, 1, 1),
-        },
-        Case {
-            name: "r50_1x1_8x64x56",
-            x: (8, 64, 56, 56),
-            c_out: 64,
-            cfg: sq(1, 1, 0),
-        },
-        Case {
-            name: "r50_3x3_8x128x28",
-            x: (8, 128, 28, 28),
-            c_out: 128,
-            cfg: sq(3, 1, 1),
-        },
-        Case {
-            name: "r50_3x3_8x256x14",
-            x: (8, 256, 14, 14),
-            c_out: 256,
-            cfg: sq(3, 1, 1),
-        },
-        Case {
-            name: "r50_stem7x7s2_8x3x224",
-            x: (8, 3, 224, 224),
-            c_out: 64,
-            cfg: sq(7, 2, 3),
-        },
-        Case {
-            name: "temporal3x1_8x64x56",
-            x: (8, 64, 56, 56),
-            c_out: 64,
-            cfg: ConvConfig {
-                kernel: (3, 1),
-                stride: (1, 1),
-                padding: (1, 0),
-                groups: 1,
-            },
-        },
-    ]
-}
+use revstream::model::conv::{ConvConfig, benchmark_cases, conv2d, conv2d_grads, conv2d_stock};
 
 /// Per-iteration times of every sample, keyed by (case, column).
 static TIMES: Mutex<BTreeMap<(String, &'static str), Vec<Duration>>> = Mutex::new(BTreeMap::new());
@@ -135,7 +56,7 @@ fn bench(c: &mut Criterion) {
             None
         }
     };
-    for case in cases() {
+    for case in benchmark_cases() {
         let (n, ci, h, w) = case.x;
         let (kh, kw) = case.cfg.kernel;
         let x = Tensor::randn(0f32, 1.0, case.x, &dev).unwrap();

@@ -7,6 +7,7 @@
 //! At inference on the CPU (no operand tracks gradients) the bias and a following ReLU
 //! are applied inside our kernel as outputs are written, instead of as two more passes.
 
+mod cases;
 mod cpu;
 #[cfg(feature = "cudnn")]
 mod cudnn;
@@ -16,6 +17,7 @@ mod phases;
 use candle_core::{DType, Device, Module, Result, Tensor, bail};
 use candle_nn::VarBuilder;
 
+pub use cases::{ConvCase, benchmark_cases};
 use cpu::Geom;
 pub(crate) use cpu::{Elem, output_vec};
 pub(crate) use op::contiguous;

@@ -6,56 +6,10 @@
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
-use revstream::model::conv::{ConvConfig, conv2d, conv2d_grads, conv2d_stock};
+use revstream::model::conv::{benchmark_cases, conv2d, conv2d_grads, conv2d_stock};
 use serde_json::{Value, json};
 
 use crate::rel_error;
-
-/// One convolution: input `(N, C, H, W)`, output channels, geometry.
-struct Case {
-    name: &'static str,
-    x: (usize, usize, usize, usize),
-    c_out: usize,
-    cfg: ConvConfig,
-}
-
-/// The shapes of issue #11 and `benches/conv.rs`.
-fn cases() -> Vec<Case> {
-    let sq = ConvConfig::square;
-    let case = |name, x, c_out, cfg| Case {
-        name,
-        x,
-        c_out,
-        cfg,
-    };
-    vec![
-        case("3x3_32x16x56", (32, 16, 56, 56), 16, sq(3, 1, 1)),
-        case("3x3_32x64x14", (32, 64, 14, 14), 64, sq(3, 1, 1)),
-        case("stem7x7s2_32x3x112", (32, 3, 112, 112), 16, sq(7, 2, 3)),
-        case(
-            "flowstem7x7s2_32x20x112",
-            (32, 20, 112, 112),
-            16,
-            sq(7, 2, 3),
-        ),
-        case("3x3_8x64x56", (8, 64, 56, 56), 64, sq(3, 1, 1)),
-        case("r50_1x1_8x64x56", (8, 64, 56, 56), 64, sq(1, 1, 0)),
-        case("r50_3x3_8x128x28", (8, 128, 28, 28), 128, sq(3, 1, 1)),
-        case("r50_3x3_8x256x14", (8, 256, 14, 14), 256, sq(3, 1, 1)),
-        case("r50_stem7x7s2_8x3x224", (8, 3, 224, 224), 64, sq(7, 2, 3)),
-        case(
-            "temporal3x1_8x64x56",
-            (8, 64, 56, 56),
-            64,
-            ConvConfig {
-                kernel: (3, 1),
-                stride: (1, 1),
-                padding: (1, 0),
-                groups: 1,
-            },
-        ),
-    ]
-}
 
 /// Seconds per call of `f` on `device`: two warm-up calls (cuDNN's algorithm search runs
 /// in the first), then the mean of `reps`.
@@ -79,7 +33,7 @@ fn time(
 /// f32 and bf16 on the GPU), and forward / forward+both-gradients times of our op and of
 /// candle's stock op (gradients through autograd, as training would get them).
 pub fn conv(gpu: Option<&Device>) -> anyhow::Result<Value> {
-    let shapes: Vec<Value> = cases()
+    let shapes: Vec<Value> = benchmark_cases()
         .iter()
         .map(|c| {
             json!({ "name": c.name, "x": [c.x.0, c.x.1, c.x.2, c.x.3], "c_out": c.c_out,
@@ -96,7 +50,7 @@ pub fn conv(gpu: Option<&Device>) -> anyhow::Result<Value> {
         "candle stock (build without feature cudnn)"
     };
     let mut rows = Vec::new();
-    for c in cases() {
+    for c in benchmark_cases() {
         let cpu = Device::Cpu;
         let x = Tensor::randn(0f32, 1.0, c.x, &cpu)?;
         let (kh, kw) = c.cfg.kernel;
