@@ -322,78 +322,45 @@ fn search(
 ) -> std::result::Result<Option<Plan>, cudarc::cudnn::CudnnError> {
     const MAX: usize = 16;
     let mut count = 0;
-    // SAFETY: valid descriptors and handle; `count` bounds what cuDNN wrote.
-    unsafe {
-        match pass {
-            Pass::Forward => {
-                let mut perf = [std::mem::zeroed::<sys::cudnnConvolutionFwdAlgoPerf_t>(); MAX];
-                sys::cudnnFindConvolutionForwardAlgorithm(
-                    handle,
-                    d.x.0,
-                    d.w.0,
-                    d.conv.0,
-                    d.y.0,
-                    MAX as i32,
-                    &mut count,
-                    perf.as_mut_ptr(),
-                )
-                .result()?;
-                Ok(perf[..count as usize]
-                    .iter()
-                    .find(|p| p.status == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS)
-                    .map(|p| Plan {
-                        algo: Algo::Forward(p.algo),
-                        math: p.mathType,
-                        workspace: p.memory,
-                    }))
-            }
-            Pass::BackwardInput => {
-                let mut perf = [std::mem::zeroed::<sys::cudnnConvolutionBwdDataAlgoPerf_t>(); MAX];
-                sys::cudnnFindConvolutionBackwardDataAlgorithm(
-                    handle,
-                    d.w.0,
-                    d.y.0,
-                    d.conv.0,
-                    d.x.0,
-                    MAX as i32,
-                    &mut count,
-                    perf.as_mut_ptr(),
-                )
-                .result()?;
-                Ok(perf[..count as usize]
-                    .iter()
-                    .find(|p| p.status == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS)
-                    .map(|p| Plan {
-                        algo: Algo::BackwardInput(p.algo),
-                        math: p.mathType,
-                        workspace: p.memory,
-                    }))
-            }
-            Pass::BackwardWeight => {
-                let mut perf =
-                    [std::mem::zeroed::<sys::cudnnConvolutionBwdFilterAlgoPerf_t>(); MAX];
-                sys::cudnnFindConvolutionBackwardFilterAlgorithm(
-                    handle,
-                    d.x.0,
-                    d.y.0,
-                    d.conv.0,
-                    d.w.0,
-                    MAX as i32,
-                    &mut count,
-                    perf.as_mut_ptr(),
-                )
-                .result()?;
-                Ok(perf[..count as usize]
-                    .iter()
-                    .find(|p| p.status == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS)
-                    .map(|p| Plan {
-                        algo: Algo::BackwardWeight(p.algo),
-                        math: p.mathType,
-                        workspace: p.memory,
-                    }))
-            }
-        }
+    // One arm per pass: its perf-result type, its find call's descriptors, its variant.
+    macro_rules! find {
+        ($perf:ty, $find:path, ($($desc:expr),*), $variant:path) => {{
+            let mut perf = [std::mem::zeroed::<$perf>(); MAX];
+            $find(handle, $($desc,)* MAX as i32, &mut count, perf.as_mut_ptr()).result()?;
+            perf[..count as usize]
+                .iter()
+                .find(|p| p.status == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS)
+                .map(|p| Plan {
+                    algo: $variant(p.algo),
+                    math: p.mathType,
+                    workspace: p.memory,
+                })
+        }};
     }
+    // SAFETY: valid descriptors and handle; `count` bounds what cuDNN wrote.
+    let plan = unsafe {
+        match pass {
+            Pass::Forward => find!(
+                sys::cudnnConvolutionFwdAlgoPerf_t,
+                sys::cudnnFindConvolutionForwardAlgorithm,
+                (d.x.0, d.w.0, d.conv.0, d.y.0),
+                Algo::Forward
+            ),
+            Pass::BackwardInput => find!(
+                sys::cudnnConvolutionBwdDataAlgoPerf_t,
+                sys::cudnnFindConvolutionBackwardDataAlgorithm,
+                (d.w.0, d.y.0, d.conv.0, d.x.0),
+                Algo::BackwardInput
+            ),
+            Pass::BackwardWeight => find!(
+                sys::cudnnConvolutionBwdFilterAlgoPerf_t,
+                sys::cudnnFindConvolutionBackwardFilterAlgorithm,
+                (d.x.0, d.y.0, d.conv.0, d.w.0),
+                Algo::BackwardWeight
+            ),
+        }
+    };
+    Ok(plan)
 }
 
 /// A cuDNN handle bound to one device's stream.
