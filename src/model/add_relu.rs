@@ -12,7 +12,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::conv::{Elem, contiguous, output_vec};
+use super::conv::{Elem, Map2, Map3, cpu_map2, cpu_map3, output_vec};
 
 /// Elements per parallel chunk.
 const CHUNK: usize = 1 << 14;
@@ -30,37 +30,6 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
 }
 
-/// `max(a + b, 0)`.
-fn forward<T: Elem>(a: &[T], b: &[T]) -> Vec<T> {
-    let mut out: Vec<T> = output_vec(a.len());
-    out.par_chunks_mut(CHUNK)
-        .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-        .for_each(|(o, (a, b))| {
-            for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                let mut s = a;
-                s += b;
-                *o = if s > T::ZERO { s } else { T::ZERO };
-            }
-        });
-    out
-}
-
-/// `g` where `a + b ≥ 0`, else zero.
-fn gradient<T: Elem>(a: &[T], b: &[T], g: &[T]) -> Vec<T> {
-    let mut out: Vec<T> = output_vec(a.len());
-    out.par_chunks_mut(CHUNK)
-        .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-        .zip(g.par_chunks(CHUNK))
-        .for_each(|((o, (a, b)), g)| {
-            for (((o, &a), &b), &g) in o.iter_mut().zip(a).zip(b).zip(g) {
-                let mut s = a;
-                s += b;
-                *o = if s >= T::ZERO { g } else { T::ZERO };
-            }
-        });
-    out
-}
-
 /// Checks that every operand has the first one's shape.
 fn same_shapes(name: &str, layouts: &[&Layout]) -> Result<Shape> {
     let shape = layouts[0].shape();
@@ -71,6 +40,23 @@ fn same_shapes(name: &str, layouts: &[&Layout]) -> Result<Shape> {
 }
 
 struct AddRelu;
+
+/// `max(a + b, 0)`.
+impl Map2 for AddRelu {
+    fn run<T: Elem>(&self, a: &[T], b: &[T]) -> Vec<T> {
+        let mut out: Vec<T> = output_vec(a.len());
+        out.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+            .for_each(|(o, (a, b))| {
+                for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+                    let mut s = a;
+                    s += b;
+                    *o = if s > T::ZERO { s } else { T::ZERO };
+                }
+            });
+        out
+    }
+}
 
 impl CustomOp2 for AddRelu {
     fn name(&self) -> &'static str {
@@ -84,18 +70,8 @@ impl CustomOp2 for AddRelu {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let name = self.name();
-        let shape = same_shapes(name, &[l1, l2])?;
-        let out = match (s1, s2) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-                CpuStorage::F32(forward(contiguous(a, l1, name)?, contiguous(b, l2, name)?))
-            }
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
-                CpuStorage::F64(forward(contiguous(a, l1, name)?, contiguous(b, l2, name)?))
-            }
-            _ => bail!("{name}: operands must both be f32 or both f64"),
-        };
-        Ok((out, shape))
+        let shape = same_shapes(self.name(), &[l1, l2])?;
+        Ok((cpu_map2(self, self.name(), (s1, l1), (s2, l2))?, shape))
     }
 
     fn bwd(
@@ -113,6 +89,24 @@ impl CustomOp2 for AddRelu {
 /// `g · [a + b ≥ 0]` on (a, b, g), the sum rounded as in the forward.
 struct AddReluGrad;
 
+/// `g` where `a + b ≥ 0`, else zero.
+impl Map3 for AddReluGrad {
+    fn run<T: Elem>(&self, a: &[T], b: &[T], g: &[T]) -> Vec<T> {
+        let mut out: Vec<T> = output_vec(a.len());
+        out.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+            .zip(g.par_chunks(CHUNK))
+            .for_each(|((o, (a, b)), g)| {
+                for (((o, &a), &b), &g) in o.iter_mut().zip(a).zip(b).zip(g) {
+                    let mut s = a;
+                    s += b;
+                    *o = if s >= T::ZERO { g } else { T::ZERO };
+                }
+            });
+        out
+    }
+}
+
 impl CustomOp3 for AddReluGrad {
     fn name(&self) -> &'static str {
         "revstream-add-relu-grad"
@@ -127,25 +121,8 @@ impl CustomOp3 for AddReluGrad {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let name = self.name();
-        let shape = same_shapes(name, &[l1, l2, l3])?;
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(g)) => {
-                CpuStorage::F32(gradient(
-                    contiguous(a, l1, name)?,
-                    contiguous(b, l2, name)?,
-                    contiguous(g, l3, name)?,
-                ))
-            }
-            (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(g)) => {
-                CpuStorage::F64(gradient(
-                    contiguous(a, l1, name)?,
-                    contiguous(b, l2, name)?,
-                    contiguous(g, l3, name)?,
-                ))
-            }
-            _ => bail!("{name}: operands must all be f32 or all f64"),
-        };
+        let shape = same_shapes(self.name(), &[l1, l2, l3])?;
+        let out = cpu_map3(self, self.name(), (s1, l1), (s2, l2), (s3, l3))?;
         Ok((out, shape))
     }
 }

@@ -20,7 +20,7 @@ use candle_nn::VarBuilder;
 pub use cases::{ConvCase, benchmark_cases};
 use cpu::Geom;
 pub(crate) use cpu::{Elem, output_vec};
-pub(crate) use op::contiguous;
+pub(crate) use op::{Map2, Map3, contiguous, cpu_map2, cpu_map3};
 
 /// Geometry of a 2-D convolution: (height, width) pairs and channel groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,10 +8,70 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 
 use super::cpu::{self, Elem, Epilogue, Geom};
 
-/// A kernel taking two contiguous operands of one element type.
-trait Kernel {
-    /// Computes the output from the two operands.
+/// A computation on two contiguous operands of one float type.
+pub(crate) trait Map2 {
+    /// The output from the two operands.
     fn run<T: Elem>(&self, a: &[T], b: &[T]) -> Vec<T>;
+}
+
+/// A computation on three contiguous operands of one float type.
+pub(crate) trait Map3 {
+    /// The output from the three operands.
+    fn run<T: Elem>(&self, a: &[T], b: &[T], c: &[T]) -> Vec<T>;
+}
+
+/// Runs `m` on two f32 or two f64 CPU storages.
+pub(crate) fn cpu_map2<M: Map2>(
+    m: &M,
+    name: &str,
+    (s1, l1): (&CpuStorage, &Layout),
+    (s2, l2): (&CpuStorage, &Layout),
+) -> Result<CpuStorage> {
+    Ok(match (s1, s2) {
+        (CpuStorage::F32(a), CpuStorage::F32(b)) => {
+            CpuStorage::F32(m.run(contiguous(a, l1, name)?, contiguous(b, l2, name)?))
+        }
+        (CpuStorage::F64(a), CpuStorage::F64(b)) => {
+            CpuStorage::F64(m.run(contiguous(a, l1, name)?, contiguous(b, l2, name)?))
+        }
+        (a, b) => bail!(
+            "{name}: unsupported dtypes {:?}, {:?}",
+            a.dtype(),
+            b.dtype()
+        ),
+    })
+}
+
+/// Runs `m` on three f32 or three f64 CPU storages.
+pub(crate) fn cpu_map3<M: Map3>(
+    m: &M,
+    name: &str,
+    (s1, l1): (&CpuStorage, &Layout),
+    (s2, l2): (&CpuStorage, &Layout),
+    (s3, l3): (&CpuStorage, &Layout),
+) -> Result<CpuStorage> {
+    Ok(match (s1, s2, s3) {
+        (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)) => CpuStorage::F32(m.run(
+            contiguous(a, l1, name)?,
+            contiguous(b, l2, name)?,
+            contiguous(c, l3, name)?,
+        )),
+        (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => CpuStorage::F64(m.run(
+            contiguous(a, l1, name)?,
+            contiguous(b, l2, name)?,
+            contiguous(c, l3, name)?,
+        )),
+        (a, b, c) => bail!(
+            "{name}: unsupported dtypes {:?}, {:?}, {:?}",
+            a.dtype(),
+            b.dtype(),
+            c.dtype()
+        ),
+    })
+}
+
+/// A convolution kernel on two operands, with the shapes it expects.
+trait Kernel: Map2 {
     /// Expected shapes of the two operands.
     fn operand_shapes(&self) -> (Shape, Shape);
     /// Shape of the output.
@@ -41,20 +101,7 @@ fn cpu_apply<K: Kernel>(
             l2.shape()
         );
     }
-    let out = match (s1, s2) {
-        (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-            CpuStorage::F32(k.run(contiguous(a, l1, name)?, contiguous(b, l2, name)?))
-        }
-        (CpuStorage::F64(a), CpuStorage::F64(b)) => {
-            CpuStorage::F64(k.run(contiguous(a, l1, name)?, contiguous(b, l2, name)?))
-        }
-        (a, b) => bail!(
-            "{name}: unsupported dtypes {:?}, {:?}",
-            a.dtype(),
-            b.dtype()
-        ),
-    };
-    Ok((out, k.out_shape()))
+    Ok((cpu_map2(k, name, (s1, l1), (s2, l2))?, k.out_shape()))
 }
 
 fn input_shape(g: &Geom) -> Shape {
@@ -72,10 +119,13 @@ fn output_shape(g: &Geom) -> Shape {
 /// Forward convolution on (input, weight).
 pub struct Forward(pub Geom);
 
-impl Kernel for Forward {
+impl Map2 for Forward {
     fn run<T: Elem>(&self, x: &[T], w: &[T]) -> Vec<T> {
         cpu::forward(&self.0, x, w, Epilogue::NONE)
     }
+}
+
+impl Kernel for Forward {
     fn operand_shapes(&self) -> (Shape, Shape) {
         (input_shape(&self.0), weight_shape(&self.0))
     }
@@ -158,10 +208,13 @@ pub fn gradients(
 /// Input gradient on (output gradient, weight).
 struct BackwardInput(Geom);
 
-impl Kernel for BackwardInput {
+impl Map2 for BackwardInput {
     fn run<T: Elem>(&self, dy: &[T], w: &[T]) -> Vec<T> {
         cpu::backward_input(&self.0, dy, w)
     }
+}
+
+impl Kernel for BackwardInput {
     fn operand_shapes(&self) -> (Shape, Shape) {
         (output_shape(&self.0), weight_shape(&self.0))
     }
@@ -206,10 +259,13 @@ impl CustomOp2 for BackwardInput {
 /// Weight gradient on (input, output gradient).
 struct BackwardWeight(Geom);
 
-impl Kernel for BackwardWeight {
+impl Map2 for BackwardWeight {
     fn run<T: Elem>(&self, x: &[T], dy: &[T]) -> Vec<T> {
         cpu::backward_weight(&self.0, x, dy)
     }
+}
+
+impl Kernel for BackwardWeight {
     fn operand_shapes(&self) -> (Shape, Shape) {
         (input_shape(&self.0), output_shape(&self.0))
     }
@@ -287,33 +343,17 @@ impl CustomOp3 for ForwardFused {
                 l3.shape()
             );
         }
-        fn run<T: Elem>(f: &ForwardFused, x: &[T], w: &[T], b: &[T]) -> Vec<T> {
-            let epi = Epilogue {
-                bias: Some(b),
-                relu: f.relu,
-            };
-            cpu::forward(&f.geom, x, w, epi)
-        }
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => CpuStorage::F32(run(
-                self,
-                contiguous(x, l1, name)?,
-                contiguous(w, l2, name)?,
-                contiguous(b, l3, name)?,
-            )),
-            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => CpuStorage::F64(run(
-                self,
-                contiguous(x, l1, name)?,
-                contiguous(w, l2, name)?,
-                contiguous(b, l3, name)?,
-            )),
-            (x, w, b) => bail!(
-                "{name}: unsupported dtypes {:?}, {:?}, {:?}",
-                x.dtype(),
-                w.dtype(),
-                b.dtype()
-            ),
-        };
+        let out = cpu_map3(self, name, (s1, l1), (s2, l2), (s3, l3))?;
         Ok((out, output_shape(g)))
+    }
+}
+
+impl Map3 for ForwardFused {
+    fn run<T: Elem>(&self, x: &[T], w: &[T], b: &[T]) -> Vec<T> {
+        let epi = Epilogue {
+            bias: Some(b),
+            relu: self.relu,
+        };
+        cpu::forward(&self.geom, x, w, epi)
     }
 }
