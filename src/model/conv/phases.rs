@@ -1,8 +1,9 @@
 //! Space-to-depth ("phase") form of a strided convolution: stride (sh, sw) over x equals
 //! stride 1 over the sh * sw phase-subsampled copies of the padded input stacked as
 //! channels, with a kernel of ceil(kh / sh) x ceil(kw / sw) (zero where a phase has no
-//! tap). Large strided kernels (the 7x7/2 stems) then run as implicit GEMMs, no im2col;
-//! where im2col is used, it copies contiguous runs of this form.
+//! tap). Strided convolutions then run as implicit GEMMs, no im2col: one GEMM per real
+//! tap on each image's phase form, or a stride-1 convolution with that zero-padded
+//! kernel; where im2col is used, it copies contiguous runs of this form.
 
 use rayon::prelude::*;
 
@@ -121,22 +122,36 @@ struct Columns {
 /// `x (N, C, H, W)` → phase form `(N, G * sh * sw * C / G, Hs, Ws)`, channels per group
 /// ordered (phase, channel).
 pub fn input<T: Elem>(g: &Geom, gs: &Geom, x: &[T]) -> Vec<T> {
-    let (hw, plane) = (g.h * g.w, gs.h * gs.w);
+    let plane = gs.h * gs.w;
     let mut out = output_vec(gs.n * gs.c_in * plane);
     out.par_chunks_mut(plane)
         .enumerate()
-        .for_each(|(idx, dst)| {
-            let (b, c) = (idx / gs.c_in, idx % gs.c_in);
-            // Zeroed here, in parallel and just before the rows land, rather than in one
-            // serial pass over the whole form (36 MB on the flow stem).
-            dst.fill(T::ZERO);
-            for_each_row(g, gs, c, |ch, i, iy, cols| {
-                let src = &x[(b * g.c_in + ch) * hw + iy * g.w..][..g.w];
-                let row = &mut dst[i * gs.w + cols.lo..i * gs.w + cols.hi];
-                gather(row, &src[cols.first..], g.sw);
-            });
-        });
+        .for_each(|(idx, dst)| input_plane(g, gs, x, idx, dst));
     out
+}
+
+/// The phase form of image group `i` alone (image `i / G`, group `i % G`), into `dst`:
+/// what [`input`] holds at that group's place.
+pub fn group_input<T: Elem>(g: &Geom, gs: &Geom, x: &[T], i: usize, dst: &mut Vec<T>) {
+    let (plane, per_group) = (gs.h * gs.w, gs.c_in / gs.groups);
+    dst.resize(per_group * plane, T::ZERO);
+    for (c, d) in dst.chunks_mut(plane).enumerate() {
+        input_plane(g, gs, x, i * per_group + c, d);
+    }
+}
+
+/// Plane `idx` (image `idx / Cs`, phase-form channel `idx % Cs`) of the phase form.
+fn input_plane<T: Elem>(g: &Geom, gs: &Geom, x: &[T], idx: usize, dst: &mut [T]) {
+    let hw = g.h * g.w;
+    let (b, c) = (idx / gs.c_in, idx % gs.c_in);
+    // Zeroed here, in parallel and just before the rows land, rather than in one serial
+    // pass over the whole form (36 MB on the flow stem).
+    dst.fill(T::ZERO);
+    for_each_row(g, gs, c, |ch, i, iy, cols| {
+        let src = &x[(b * g.c_in + ch) * hw + iy * g.w..][..g.w];
+        let row = &mut dst[i * gs.w + cols.lo..i * gs.w + cols.hi];
+        gather(row, &src[cols.first..], g.sw);
+    });
 }
 
 /// `dst[j] = src[step * j]`.
@@ -167,23 +182,28 @@ fn gather<T: Elem>(dst: &mut [T], src: &[T], step: usize) {
 /// pixel sits in one phase plane at most, so this is a gather; pixels no output reads
 /// get zero.
 pub fn input_grad<T: Elem>(g: &Geom, gs: &Geom, dxs: &[T]) -> Vec<T> {
-    let (hw, plane) = (g.h * g.w, gs.h * gs.w);
-    let per_image = gs.c_in * plane;
-    let mut dx = output_vec(g.n * g.c_in * hw);
-    dx.par_chunks_mut(g.c_in * hw)
+    let per_group = gs.c_in / gs.groups * gs.h * gs.w;
+    let mut dx = output_vec(g.n * g.c_in * g.h * g.w);
+    dx.par_chunks_mut(g.c_in / g.groups * g.h * g.w)
         .enumerate()
-        .for_each(|(b, dst)| {
-            dst.fill(T::ZERO);
-            for c in 0..gs.c_in {
-                let src = &dxs[b * per_image + c * plane..][..plane];
-                for_each_row(g, gs, c, |ch, i, iy, cols| {
-                    let row = &src[i * gs.w + cols.lo..i * gs.w + cols.hi];
-                    let out = &mut dst[ch * hw + iy * g.w..][..g.w];
-                    scatter(&mut out[cols.first..], row, g.sw);
-                });
-            }
-        });
+        .for_each(|(i, dst)| group_input_grad(g, gs, &dxs[i * per_group..][..per_group], i, dst));
     dx
+}
+
+/// [`input_grad`] of image group `i` alone: its phase-form gradient `dxs` onto its
+/// `(C / G, H, W)` slice `dst` of the input gradient.
+pub fn group_input_grad<T: Elem>(g: &Geom, gs: &Geom, dxs: &[T], i: usize, dst: &mut [T]) {
+    let (hw, plane, cig) = (g.h * g.w, gs.h * gs.w, g.c_in / g.groups);
+    let per_group = gs.c_in / gs.groups;
+    let first = (i % g.groups) * cig;
+    dst.fill(T::ZERO);
+    for (c, src) in dxs.chunks(plane).enumerate() {
+        for_each_row(g, gs, (i % g.groups) * per_group + c, |ch, r, iy, cols| {
+            let row = &src[r * gs.w + cols.lo..r * gs.w + cols.hi];
+            let out = &mut dst[(ch - first) * hw + iy * g.w..][..g.w];
+            scatter(&mut out[cols.first..], row, g.sw);
+        });
+    }
 }
 
 /// `dst[step * j] = src[j]`, the adjoint of [`gather`].
