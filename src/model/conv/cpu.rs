@@ -230,6 +230,48 @@ struct Segment {
     col: usize,
 }
 
+/// How a kernel that works image group by image group uses the threads: across groups
+/// when there are enough of them for every thread (`outer`), else inside each GEMM.
+struct GroupWork {
+    outer: bool,
+    /// The GEMMs' own parallelism.
+    inner: Parallelism,
+}
+
+impl GroupWork {
+    fn new(g: &Geom) -> Self {
+        let threads = rayon::current_num_threads();
+        let outer = g.n * g.groups >= threads;
+        let inner = if outer {
+            Parallelism::None
+        } else {
+            Parallelism::Rayon(threads)
+        };
+        Self { outer, inner }
+    }
+
+    /// Runs `run(buffers, i, chunk)` on each `len`-element chunk of `out` (image group
+    /// `i`), with per-thread buffers made by `init`.
+    fn for_each<T: Send, B>(
+        &self,
+        out: &mut [T],
+        len: usize,
+        init: impl Fn() -> B + Sync + Send,
+        run: impl Fn(&mut B, usize, &mut [T]) + Sync + Send,
+    ) {
+        if self.outer {
+            out.par_chunks_mut(len)
+                .enumerate()
+                .for_each_init(&init, |bufs, (i, chunk)| run(bufs, i, chunk));
+        } else {
+            let mut bufs = init();
+            for (i, chunk) in out.chunks_mut(len).enumerate() {
+                run(&mut bufs, i, chunk);
+            }
+        }
+    }
+}
+
 /// Splits output pixels `p0..p0 + t` into row segments.
 fn segments(g: &Geom, p0: usize, t: usize) -> Vec<Segment> {
     let wo = g.wo();
@@ -364,13 +406,8 @@ fn forward_implicit<T: Elem>(g: &Geom, x: &[T], w: &[T], epi: Epilogue<T>) -> Ve
     // Output positions on the pitch up to the last valid one.
     let q_len = (ho - 1) * taps.pitch + wo;
     let tile = implicit_tile(cig, cog);
-    let threads = rayon::current_num_threads();
-    let outer = g.n * g.groups >= threads;
-    let inner = if outer {
-        Parallelism::None
-    } else {
-        Parallelism::Rayon(threads)
-    };
+    let work = GroupWork::new(g);
+    let inner = work.inner;
     let wt = taps_major(g, w);
     let run = |(xp, yg): &mut (Vec<T>, Vec<T>), i: usize, yi: &mut [T]| {
         let gi = i % g.groups;
@@ -405,17 +442,7 @@ fn forward_implicit<T: Elem>(g: &Geom, x: &[T], w: &[T], epi: Epilogue<T>) -> Ve
         }
     };
     let mut y: Vec<T> = output_vec(g.n * g.c_out * p);
-    if outer {
-        y.par_chunks_mut(cog * p).enumerate().for_each_init(
-            || (Vec::new(), Vec::new()),
-            |bufs, (i, yi)| run(bufs, i, yi),
-        );
-    } else {
-        let mut bufs = (Vec::new(), Vec::new());
-        for (i, yi) in y.chunks_mut(cog * p).enumerate() {
-            run(&mut bufs, i, yi);
-        }
-    }
+    work.for_each(&mut y, cog * p, || (Vec::new(), Vec::new()), run);
     y
 }
 
@@ -672,16 +699,12 @@ fn backward_input_col2im<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
     let gs = phases::form(g);
     let mut dxs = output_vec(g.n * gs.c_in * gs.h * gs.w);
     let tile = g.tile(TILE_FLOATS);
-    let threads = rayon::current_num_threads();
     // Tiles of one image overlap in dx, so parallelism is over (image, group), or inside
     // the GEMM when there are too few of those.
-    let outer = g.n * g.groups >= threads;
-    let inner = if outer {
-        Parallelism::None
-    } else {
-        Parallelism::Rayon(threads)
-    };
-    let run = |col: &mut Vec<T>, (b, gi): (usize, usize), dxg: &mut [T]| {
+    let work = GroupWork::new(g);
+    let inner = work.inner;
+    let run = |col: &mut Vec<T>, i: usize, dxg: &mut [T]| {
+        let (b, gi) = (i / g.groups, i % g.groups);
         // col2im adds into it; zeroed per task rather than in one serial pass.
         dxg.fill(T::ZERO);
         let dyg = &dy[(b * g.c_out + gi * cog) * p..][..cog * p];
@@ -706,19 +729,7 @@ fn backward_input_col2im<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
             col2im(g, &gs, col, &segments(g, p0, t), t, dxg);
         }
     };
-    let per_group = gs.c_in / g.groups * gs.h * gs.w;
-    if outer {
-        dxs.par_chunks_mut(per_group)
-            .enumerate()
-            .for_each_init(Vec::new, |col, (i, dxg)| {
-                run(col, (i / g.groups, i % g.groups), dxg)
-            });
-    } else {
-        let mut col = Vec::new();
-        for (i, dxg) in dxs.chunks_mut(per_group).enumerate() {
-            run(&mut col, (i / g.groups, i % g.groups), dxg);
-        }
-    }
+    work.for_each(&mut dxs, gs.c_in / g.groups * gs.h * gs.w, Vec::new, run);
     phases::input_grad(g, &gs, &dxs)
 }
 
@@ -734,13 +745,8 @@ fn backward_input_implicit<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
     let grid = ho * pitch;
     let q_len = (ho - 1) * pitch + wo;
     let tile = implicit_tile(cig, cog);
-    let threads = rayon::current_num_threads();
-    let outer = g.n * g.groups >= threads;
-    let inner = if outer {
-        Parallelism::None
-    } else {
-        Parallelism::Rayon(threads)
-    };
+    let work = GroupWork::new(g);
+    let inner = work.inner;
     let wt = taps_major(g, w);
     let per_group = gs.c_in / g.groups * plane;
     let run = |(dyp, dxs): &mut (Vec<T>, Vec<T>), i: usize, dxg: &mut [T]| {
@@ -774,17 +780,7 @@ fn backward_input_implicit<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
         phases::group_input_grad(g, &gs, dxs, i, dxg);
     };
     let mut dx = output_vec(g.n * g.c_in * g.hw());
-    if outer {
-        dx.par_chunks_mut(cig * g.hw()).enumerate().for_each_init(
-            || (Vec::new(), Vec::new()),
-            |bufs, (i, dxg)| run(bufs, i, dxg),
-        );
-    } else {
-        let mut bufs = (Vec::new(), Vec::new());
-        for (i, dxg) in dx.chunks_mut(cig * g.hw()).enumerate() {
-            run(&mut bufs, i, dxg);
-        }
-    }
+    work.for_each(&mut dx, cig * g.hw(), || (Vec::new(), Vec::new()), run);
     dx
 }
 
