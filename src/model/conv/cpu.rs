@@ -734,8 +734,8 @@ fn backward_input_col2im<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
 }
 
 /// Input gradient of a strided convolution on its phase form, one accumulating GEMM per
-/// real kernel tap (the adjoint of [`forward_implicit`]): each tap adds `dy Wᵀ` into the
-/// phase-form gradient at its shift, which then goes back to the input's layout.
+/// real kernel tap (see [`Taps`]): each tap adds `dy Wᵀ` into the phase-form gradient at
+/// its shift, which then goes back to the input's layout.
 fn backward_input_implicit<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
     let (p, cig, cog) = (g.p(), g.cig(), g.cog());
     let (ho, wo, khw) = (g.ho(), g.wo(), g.kh * g.kw);
@@ -760,8 +760,9 @@ fn backward_input_implicit<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
             let t = tile.min(q_len - q0);
             for (tap, &shift) in taps.shifts.iter().enumerate() {
                 // SAFETY: the t x cig block at shift + q0 (channels plane apart) lies inside
-                // this group's phase-form gradient, as the forward's reads do; dyp is cog x
-                // grid; this tap's weights are cog x cig, (co, ci) at co * cig + ci.
+                // this group's phase-form gradient, as the weight gradient's reads of the
+                // phase form do (see `Taps`); dyp is cog x grid; this tap's weights are
+                // cog x cig, (co, ci) at co * cig + ci.
                 unsafe {
                     mm(
                         (t, cig, cog),
