@@ -540,6 +540,30 @@ fn implicit_tile(cig: usize, cog: usize) -> usize {
     (IMPLICIT_TILE_FLOATS / (cig + cog)).max(TILE_ALIGN) / TILE_ALIGN * TILE_ALIGN
 }
 
+/// `dy` of one image group, `(C, ho, wo)`, as `(ho * pitch, C)` in `buf`: position-major
+/// with zeros in the pitch's gap columns. As the weight gradient's left operand it has
+/// unit stride along the output channels, so `gemm` reads it in place for every tap
+/// instead of packing it once per tap.
+fn positions_major<T: Elem>(dyg: &[T], (ho, wo): (usize, usize), pitch: usize, buf: &mut Vec<T>) {
+    const BLOCK: usize = 16;
+    let (hw, c) = (ho * wo, dyg.len() / (ho * wo));
+    buf.clear();
+    buf.resize(ho * pitch * c, T::ZERO);
+    // Blocks of channels: a cache line of each output row per position, one read stream
+    // per channel of the block.
+    for c0 in (0..c).step_by(BLOCK) {
+        let cb = BLOCK.min(c - c0);
+        for oy in 0..ho {
+            for ox in 0..wo {
+                let dst = &mut buf[(oy * pitch + ox) * c + c0..][..cb];
+                for (j, d) in dst.iter_mut().enumerate() {
+                    *d = dyg[(c0 + j) * hw + oy * wo + ox];
+                }
+            }
+        }
+    }
+}
+
 /// Copies planes of `rows x cols` into zeroed planes of `(rows_to, pitch)` at offset
 /// `(top, left)`: zero padding, or a wider row pitch.
 fn repitch<T: Elem>(
@@ -861,7 +885,6 @@ fn backward_weight_implicit<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
     let (p, k, cig, cog) = (g.p(), g.k(), g.cig(), g.cog());
     let (ho, wo, khw) = (g.ho(), g.wo(), g.kh * g.kw);
     let taps = Taps::new(g);
-    let grid = ho * taps.pitch;
     let q_len = (ho - 1) * taps.pitch + wo;
     let tile = implicit_tile(cig, cog);
     let items = g.n * g.groups;
@@ -872,6 +895,12 @@ fn backward_weight_implicit<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
     } else {
         Parallelism::Rayon(threads)
     };
+    // `gemm` computes blocks of up to 16 x 16 outputs as dot products when both operands
+    // are contiguous along the depth, as dy is. Larger blocks go through its packing,
+    // which would transpose dy once per tap: there dy is transposed once per image and
+    // read in place (flow stem on its phase form, 80 → 16 channels and 16 taps: 39 → 25
+    // ms). One tap gains nothing from the copy.
+    let transpose_dy = khw > 1 && cig * cog > 256;
     // Accumulators per group as (tap, ci, co): column-major (co, ci) blocks for the GEMM.
     let partials: Vec<Vec<T>> = (0..parts)
         .into_par_iter()
@@ -882,22 +911,28 @@ fn backward_weight_implicit<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
                 let gi = i % g.groups;
                 let dyg = &dy[i * cog * p..][..cog * p];
                 let xs = taps.source(x, i, &mut xp);
-                let dys = repitched(dyg, (ho, wo), &mut dyp, (ho, taps.pitch), (0, 0));
+                let (dys, (q_step, co_step)) = if transpose_dy {
+                    positions_major(dyg, (ho, wo), taps.pitch, &mut dyp);
+                    (&dyp[..], (cog, 1))
+                } else {
+                    let dys = repitched(dyg, (ho, wo), &mut dyp, (ho, taps.pitch), (0, 0));
+                    (dys, (1, ho * taps.pitch))
+                };
                 let accg = &mut acc[gi * cog * k..][..cog * k];
                 for q0 in (0..q_len).step_by(tile) {
                     let t = tile.min(q_len - q0);
                     for (tap, &shift) in taps.shifts.iter().enumerate() {
-                        // SAFETY: accg block of this tap is cog x cig column-major; dyp rows
-                        // are cog x grid, columns q0..q0 + t; source reads stay inside the
-                        // group's source as in the forward.
+                        // SAFETY: accg block of this tap is cog x cig column-major; dys
+                        // holds positions q0..q0 + t of cog channels on the pitch; source
+                        // reads stay inside the group's source as in the forward.
                         unsafe {
                             mm(
                                 (cog, cig, t),
                                 accg[tap * cig * cog..].as_mut_ptr(),
                                 (cog, 1),
                                 true,
-                                dys[q0..].as_ptr(),
-                                (1, grid),
+                                dys[q0 * q_step..].as_ptr(),
+                                (q_step, co_step),
                                 xs[shift + q0..].as_ptr(),
                                 (taps.plane, 1),
                                 inner,
