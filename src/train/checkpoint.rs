@@ -96,7 +96,7 @@ pub fn seeded_init(vars: &VarMap, seed: u64) -> Result<()> {
             let n: usize = spatial.iter().product();
             let values: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..bound)).collect();
             let w = Tensor::from_vec(values, spatial, var.device())?;
-            var.set(&spatial_to_var(&w, &dims)?)?;
+            var.set(&spatial_to_var(&w, &dims)?.to_dtype(var.dtype())?)?;
         } else if name.ends_with("fc.bias") {
             var.set(&var.zeros_like()?)?;
         }
