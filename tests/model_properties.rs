@@ -7,6 +7,7 @@ use revstream::model::blocks::{BranchSpec, ResBlock};
 use revstream::model::norm::{BnMode, Ctx, apply_updates};
 use revstream::model::st_resnet::Unit;
 use revstream::model::{Config, StResNet};
+use revstream::train::checkpoint::seeded_init;
 
 fn wave(shape: &[usize], freq: f64) -> Tensor {
     let n: usize = shape.iter().product();
@@ -35,6 +36,9 @@ fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
 fn stage_reconstruction_error(cfg: &Config, stage: usize) -> f32 {
     let vm = VarMap::new();
     let model = StResNet::new(cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+    // candle's default initialisation draws from an unseeded generator: the error bounds
+    // below held for most draws, not all (one CI run saw 1.5e-4).
+    seeded_init(&vm, 0).unwrap();
     let stage_ref = &model.appearance.stages[stage];
     let side = cfg.input_size >> stage;
     let x = wave(

@@ -6,9 +6,9 @@ use revstream::model::{Config, StResNet, StreamLogits};
 use revstream::train::checkpoint::seeded_init;
 use revstream::train::revprop::{Step, forward_backward, plain_forward_backward};
 
-fn build(cfg: &Config) -> (VarMap, StResNet) {
+fn build(cfg: &Config, dtype: DType) -> (VarMap, StResNet) {
     let vm = VarMap::new();
-    let model = StResNet::new(cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+    let model = StResNet::new(cfg, VarBuilder::from_varmap(&vm, dtype, &Device::Cpu)).unwrap();
     // The trainer's seeded initialisation: candle's default draws from an unseeded
     // generator, and one draw in a few dozen made a near-cancelling BatchNorm-bias
     // gradient fail the relative bound.
@@ -16,7 +16,7 @@ fn build(cfg: &Config) -> (VarMap, StResNet) {
     (vm, model)
 }
 
-fn inputs(cfg: &Config, b: usize) -> (Tensor, Tensor, Tensor) {
+fn inputs(cfg: &Config, b: usize, dtype: DType) -> (Tensor, Tensor, Tensor) {
     let dev = Device::Cpu;
     let s = cfg.input_size;
     // Deterministic, varied inputs: sines of a ramp at incommensurate frequencies.
@@ -28,6 +28,8 @@ fn inputs(cfg: &Config, b: usize) -> (Tensor, Tensor, Tensor) {
             .sin()
             .unwrap()
             .reshape((b, cfg.frames, c, s, s))
+            .unwrap()
+            .to_dtype(dtype)
             .unwrap()
     };
     let rgb = wave(3, 0.731);
@@ -44,48 +46,40 @@ fn loss(labels: &Tensor) -> impl Fn(&StreamLogits) -> Result<Tensor> + '_ {
     }
 }
 
-fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
-    let diff = (a - b)
+/// The L2 norm of `t`, whatever its float type.
+fn norm(t: &Tensor) -> f64 {
+    t.to_dtype(DType::F64)
         .unwrap()
         .sqr()
         .unwrap()
         .sum_all()
         .unwrap()
         .sqrt()
-        .unwrap();
-    let norm = b.sqr().unwrap().sum_all().unwrap().sqrt().unwrap();
-    let (d, n) = (
-        diff.to_scalar::<f32>().unwrap(),
-        norm.to_scalar::<f32>().unwrap(),
-    );
-    d / n.max(1e-12)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
 }
 
-/// Asserts every trainable variable and both inputs have matching gradients; returns the worst error.
-fn assert_parity(cfg: &Config, b: usize) -> f32 {
-    let (vm, model) = build(cfg);
-    let (rgb, flow, labels) = inputs(cfg, b);
+fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
+    norm(&(a - b).unwrap()) / norm(b).max(1e-12)
+}
+
+/// Asserts every trainable variable and both inputs have gradients that match to `bound`
+/// (relative) in `dtype`; returns the worst error.
+fn assert_parity(cfg: &Config, b: usize, dtype: DType, bound: f64) -> f64 {
+    let (vm, model) = build(cfg, dtype);
+    let (rgb, flow, labels) = inputs(cfg, b, dtype);
     let plain: Step = plain_forward_backward(&model, &rgb, &flow, true, loss(&labels)).unwrap();
     let rev: Step = forward_backward(&model, &rgb, &flow, true, loss(&labels)).unwrap();
     assert!((plain.loss - rev.loss).abs() <= 1e-5 * plain.loss.abs());
     let vars = vm.all_vars();
-    let norm = |t: &Tensor| {
-        t.sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .sqrt()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    };
     let global = vars
         .iter()
         .filter_map(|v| plain.grads.get(v.as_tensor()))
         .map(|g| norm(g).powi(2))
-        .sum::<f32>()
+        .sum::<f64>()
         .sqrt();
-    let mut worst = 0f32;
+    let mut worst = 0f64;
     let mut checked = 0;
     for (name, var) in vm.data().lock().unwrap().iter() {
         let (p, r) = (
@@ -95,7 +89,7 @@ fn assert_parity(cfg: &Config, b: usize) -> f32 {
         match (p, r) {
             (Some(p), Some(r)) if norm(p) >= 1e-4 * global => {
                 let e = rel_err(r, p);
-                assert!(e <= 1e-4, "{name}: relative gradient error {e}");
+                assert!(e <= bound, "{name}: relative gradient error {e}");
                 worst = worst.max(e);
                 checked += 1;
             }
@@ -115,7 +109,7 @@ fn assert_parity(cfg: &Config, b: usize) -> f32 {
     let (pi, ri) = (plain.input_grads.unwrap(), rev.input_grads.unwrap());
     for (p, r) in [(&pi.rgb, &ri.rgb), (&pi.flow, &ri.flow)] {
         let e = rel_err(r, p);
-        assert!(e <= 1e-4, "input gradient relative error {e}");
+        assert!(e <= bound, "input gradient relative error {e}");
         worst = worst.max(e);
     }
     assert!(checked > 20, "only {checked} parameters compared");
@@ -129,9 +123,15 @@ fn tiny_reversible_gradients_match_autograd() {
         frames: 3,
         ..Config::tiny(4)
     };
-    assert_parity(&cfg, 2);
+    assert_parity(&cfg, 2, DType::F32, 1e-4);
 }
 
+/// In f64: this deeper network's f32 gradients are sensitive to round-off whichever way
+/// they are computed. Across initialisation seeds, autograd's own f32 gradients differ
+/// from its f64 ones by 2e-5 to 3e-2 (relative, all parameters together), a discrete
+/// choice flipping somewhere, so two f32 computations that differ only in rounding,
+/// reversible or not, can disagree by percent. In f64 the reversible gradients equal
+/// autograd's to about 1e-14 on every seed tried.
 #[test]
 fn deeper_bottleneck_reversible_gradients_match_autograd() {
     let cfg = Config {
@@ -142,7 +142,7 @@ fn deeper_bottleneck_reversible_gradients_match_autograd() {
         temporal_units: vec![[0, 1], [1, 2], [1, 3], [2, 2], [3, 0]],
         ..Config::tiny(3)
     };
-    assert_parity(&cfg, 2);
+    assert_parity(&cfg, 2, DType::F64, 1e-10);
 }
 
 #[test]
@@ -153,13 +153,13 @@ fn plain_units_and_unlinked_streams_also_match() {
         reversible: false,
         ..Config::tiny(3)
     };
-    assert_parity(&plain, 2);
+    assert_parity(&plain, 2, DType::F32, 1e-4);
     let unlinked = Config {
         frames: 2,
         links: false,
         ..Config::tiny(3)
     };
-    assert_parity(&unlinked, 2);
+    assert_parity(&unlinked, 2, DType::F32, 1e-4);
 }
 
 #[test]
@@ -168,14 +168,14 @@ fn running_statistics_are_updated_exactly_once() {
         frames: 2,
         ..Config::tiny(3)
     };
-    let (vm_a, model_a) = build(&cfg);
-    let (vm_b, model_b) = build(&cfg);
+    let (vm_a, model_a) = build(&cfg, DType::F32);
+    let (vm_b, model_b) = build(&cfg, DType::F32);
     for (name, var) in vm_a.data().lock().unwrap().iter() {
         vm_b.data().lock().unwrap()[name]
             .set(var.as_tensor())
             .unwrap();
     }
-    let (rgb, flow, labels) = inputs(&cfg, 2);
+    let (rgb, flow, labels) = inputs(&cfg, 2, DType::F32);
     plain_forward_backward(&model_a, &rgb, &flow, false, loss(&labels)).unwrap();
     forward_backward(&model_b, &rgb, &flow, false, loss(&labels)).unwrap();
     let a = vm_a.data().lock().unwrap();
@@ -209,8 +209,8 @@ fn optimizer_steps_on_reversible_gradients_fit_a_batch() {
         frames: 2,
         ..Config::tiny(4)
     };
-    let (vm, model) = build(&cfg);
-    let (rgb, flow, labels) = inputs(&cfg, 4);
+    let (vm, model) = build(&cfg, DType::F32);
+    let (rgb, flow, labels) = inputs(&cfg, 4, DType::F32);
     let mut opt = candle_nn::AdamW::new_lr(vm.all_vars(), 3e-3).unwrap();
     let mut losses = Vec::new();
     for _ in 0..4 {
