@@ -83,8 +83,8 @@ fn fixed_cases() -> Vec<Case> {
         Case::new((2, 8, 13, 12), 6, ConvConfig::square(3, 2, 1)),
         // An RGB stem into 64 channels: im2col rather than the phase form.
         Case::new((2, 3, 16, 14), 64, ConvConfig::square(7, 2, 3)),
-        // Strided on enough outputs: gradients as one GEMM per real tap on each image's
-        // phase form, with groups, unequal strides and a strided 1x1.
+        // Strided on enough outputs: one GEMM per real tap on each image's phase form,
+        // with groups, unequal strides and a strided 1x1.
         Case::new((2, 8, 20, 18), 6, ConvConfig::square(3, 2, 1)),
         Case::new((1, 8, 19, 17), 6, cfg((3, 3), (2, 2), (1, 1), 2)),
         Case::new((2, 6, 24, 20), 5, cfg((5, 3), (3, 2), (2, 1), 1)),

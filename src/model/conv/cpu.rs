@@ -1,8 +1,8 @@
 //! CPU convolution kernels on contiguous NCHW slices, all GEMMs on the `gemm` crate,
 //! parallel over images (and groups, pixel tiles) with rayon:
 //! - stride 1: implicit GEMM, one accumulating GEMM per kernel tap over the padded input;
-//! - gradients of strided convolutions on up to a few dozen channels: the same on each
-//!   image's phase form (`phases`), one GEMM per real tap;
+//! - strided, on up to a few dozen channels: the same on each image's phase form
+//!   (`phases`), one GEMM per real tap;
 //! - large strided kernels on more channels: a stride-1 implicit GEMM on the phase form
 //!   with the kernel zero-padded to whole phases;
 //! - 1x1 stride 1: one GEMM on the input as it is;
@@ -33,13 +33,11 @@ const DEEP_MIN_CHANNELS: usize = 128;
 /// See `DEEP_MIN_CHANNELS`.
 const DEEP_MAX_PLANE: usize = 1024;
 /// Strided convolutions with fewer input channels per group than this, and at least
-/// `PHASED_MIN_OUTPUTS` outputs per image, compute both gradients as per-tap GEMMs on
-/// the phase form (3x3/2 24 → 16 at 32x32, 128 images: input gradient 4.0 → 3.1 ms,
-/// weight gradient 5.2 → 3.7 ms). From 64 channels im2col's one deep GEMM wins (r50's
-/// 3x3/2 64 → 128 at 56x56), and so it does on planes of 4x4 outputs. The forward
-/// stays where it was: the same per-tap form agreed with im2col to f32 round-off, but
-/// made the reversible-gradient parity test fail (see docs/benchmarks.md, 2026-11-28
-/// 10:15).
+/// `PHASED_MIN_OUTPUTS` outputs per image, run all three passes as per-tap GEMMs on the
+/// phase form (3x3/2 24 → 16 at 32x32, 128 images: forward 3.4 → 2.9 ms, input gradient
+/// 4.0 → 3.1 ms, weight gradient 5.2 → 3.7 ms; the 7x7/2 flow stem's forward 36 → 21
+/// ms). From 64 channels im2col's one deep GEMM wins (r50's 3x3/2 64 → 128 at 56x56),
+/// and so it does on planes of 4x4 outputs.
 const PHASED_MAX_CHANNELS: usize = 64;
 /// See `PHASED_MAX_CHANNELS`.
 const PHASED_MIN_OUTPUTS: usize = 64;
@@ -172,8 +170,8 @@ impl Geom {
             && !self.deep_and_small()
     }
 
-    /// Strided, with some channels but not many, on a plane of enough outputs: both
-    /// gradients as per-tap GEMMs on each image's phase form (see [`Taps`]).
+    /// Strided, with some channels but not many, on a plane of enough outputs: per-tap
+    /// GEMMs on each image's phase form (see [`Taps`]) in all three passes.
     fn phased(&self) -> bool {
         (self.sh > 1 || self.sw > 1)
             && (IMPLICIT_MIN_CHANNELS..PHASED_MAX_CHANNELS).contains(&self.cig())
@@ -385,7 +383,7 @@ pub fn output_vec<T: Elem>(len: usize) -> Vec<T> {
 /// Forward convolution: `x (N, C_in, H, W)`, `w (C_out, C_in / G, kh, kw)` → `(N, C_out, Ho, Wo)`,
 /// with `epi` applied to the outputs.
 pub fn forward<T: Elem>(g: &Geom, x: &[T], w: &[T], epi: Epilogue<T>) -> Vec<T> {
-    if g.implicit() {
+    if g.implicit() || g.phased() {
         forward_implicit(g, x, w, epi)
     } else if let Some(gs) = phases::forward_geometry(g) {
         let (xs, ws) = (phases::input(g, &gs, x), phases::weight(g, &gs, w));

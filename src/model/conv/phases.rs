@@ -1,10 +1,9 @@
 //! Space-to-depth ("phase") form of a strided convolution: stride (sh, sw) over x equals
 //! stride 1 over the sh * sw phase-subsampled copies of the padded input stacked as
 //! channels, with a kernel of ceil(kh / sh) x ceil(kw / sw) (zero where a phase has no
-//! tap). Strided convolutions then run as implicit GEMMs, no im2col: a stride-1
-//! convolution with that zero-padded kernel, or (the gradients on few channels) one GEMM
-//! per real tap on each image's phase form; where im2col is used, it copies contiguous
-//! runs of this form.
+//! tap). Strided convolutions then run as implicit GEMMs, no im2col: one GEMM per real
+//! tap on each image's phase form, or a stride-1 convolution with that zero-padded
+//! kernel; where im2col is used, it copies contiguous runs of this form.
 
 use rayon::prelude::*;
 
