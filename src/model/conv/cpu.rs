@@ -540,8 +540,9 @@ fn implicit_tile(cig: usize, cog: usize) -> usize {
 
 /// `dy` of one image group, `(C, ho, wo)`, as `(ho * pitch, C)` in `buf`: position-major
 /// with zeros in the pitch's gap columns. As the weight gradient's left operand it has
-/// unit stride along the output channels, so `gemm` reads it in place for every tap
-/// instead of packing it once per tap.
+/// unit stride along the output channels: `gemm` reads it in place (channel counts that
+/// are a multiple of its vector width) or packs it as a plain copy, instead of
+/// transposing it once per tap.
 fn positions_major<T: Elem>(dyg: &[T], (ho, wo): (usize, usize), pitch: usize, buf: &mut Vec<T>) {
     const BLOCK: usize = 16;
     let (hw, c) = (ho * wo, dyg.len() / (ho * wo));
