@@ -783,9 +783,9 @@ fn backward_input_implicit<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
             let t = tile.min(q_len - q0);
             for (tap, &shift) in taps.shifts.iter().enumerate() {
                 // SAFETY: the t x cig block at shift + q0 (channels plane apart) lies inside
-                // this group's phase-form gradient, as the weight gradient's reads of the
-                // phase form do (see `Taps`); dyp is cog x grid; this tap's weights are
-                // cog x cig, (co, ci) at co * cig + ci.
+                // this group's phase-form gradient, as the forward's and the weight
+                // gradient's reads of the phase form do (see `Taps`); dyp is cog x grid;
+                // this tap's weights are cog x cig, (co, ci) at co * cig + ci.
                 unsafe {
                     mm(
                         (t, cig, cog),
