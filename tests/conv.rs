@@ -89,6 +89,17 @@ fn fixed_cases() -> Vec<Case> {
         Case::new((1, 8, 19, 17), 6, cfg((3, 3), (2, 2), (1, 1), 2)),
         Case::new((2, 6, 24, 20), 5, cfg((5, 3), (3, 2), (2, 1), 1)),
         Case::new((2, 8, 18, 18), 12, ConvConfig::square(1, 2, 0)),
+        // "Same" convolutions read in place: reads that wrap across a row end, on planes
+        // narrower or shorter than the kernel's reach, with groups and 1xk kernels.
+        Case::new((2, 8, 7, 6), 6, cfg((3, 3), (1, 1), (1, 1), 2)),
+        Case::new((2, 4, 3, 2), 5, ConvConfig::square(5, 1, 2)),
+        Case::new((1, 4, 9, 1), 4, ConvConfig::square(3, 1, 1)),
+        Case::new((1, 4, 1, 6), 4, ConvConfig::square(3, 1, 1)),
+        Case::new((2, 5, 6, 7), 3, cfg((1, 5), (1, 1), (0, 2), 1)),
+        Case::new((1, 6, 5, 4), 4, cfg((5, 3), (1, 1), (2, 1), 1)),
+        // Channels 4 KB apart: 3x3 on the padded copy, 3x1 still in place.
+        Case::new((1, 4, 32, 32), 4, ConvConfig::square(3, 1, 1)),
+        Case::new((1, 4, 32, 32), 4, cfg((3, 1), (1, 1), (1, 0), 1)),
     ]
 }
 

@@ -1,6 +1,7 @@
 //! CPU convolution kernels on contiguous NCHW slices, all GEMMs on the `gemm` crate,
 //! parallel over images (and groups, pixel tiles) with rayon:
-//! - stride 1: implicit GEMM, one accumulating GEMM per kernel tap over the padded input;
+//! - stride 1: implicit GEMM, one accumulating GEMM per kernel tap; "same" convolutions
+//!   read the input and write the output in place, others go through a padded copy;
 //! - strided, on up to a few dozen channels: the same on each image's phase form
 //!   (`phases`), one GEMM per real tap;
 //! - large strided kernels on more channels: a stride-1 implicit GEMM on the phase form
@@ -47,7 +48,16 @@ const IMPLICIT_TILE_FLOATS: usize = 256 * 1024;
 const TILE_ALIGN: usize = 48;
 
 /// Element types the kernels run on.
-pub trait Elem: Copy + Send + Sync + 'static + PartialOrd + std::ops::AddAssign {
+pub trait Elem:
+    Copy
+    + Send
+    + Sync
+    + 'static
+    + PartialOrd
+    + std::ops::AddAssign
+    + std::ops::SubAssign
+    + std::ops::Neg<Output = Self>
+{
     /// Additive identity.
     const ZERO: Self;
     /// Multiplicative identity.
@@ -176,6 +186,22 @@ impl Geom {
         (self.sh > 1 || self.sw > 1)
             && (IMPLICIT_MIN_CHANNELS..PHASED_MAX_CHANNELS).contains(&self.cig())
             && self.p() >= PHASED_MIN_OUTPUTS
+    }
+
+    /// Stride 1, "same" padding (odd kernel, half of it each side): the implicit GEMMs
+    /// read the input and write the output as they are (see [`Taps`]), except where
+    /// channels lie a multiple of 4 KB apart with columns to correct: there the rows
+    /// `gemm` streams contend for the same L1 sets (16 → 16 channels 3x3 at (128, 32, 32):
+    /// forward 4.4–4.8 ms in place, 4.1–4.3 ms padded; at 30x30 and 34x34 in place wins,
+    /// 4.1–4.4 vs 4.5–4.9 ms).
+    fn in_place<T>(&self) -> bool {
+        let aliased = (self.hw() * size_of::<T>()).is_multiple_of(4096);
+        self.sh == 1
+            && self.sw == 1
+            && self.kh % 2 == 1
+            && self.kw % 2 == 1
+            && (self.ph, self.pw) == (self.kh / 2, self.kw / 2)
+            && (self.kw == 1 || !aliased)
     }
 
     /// Many channels on a small plane (`DEEP_MIN_CHANNELS`).
@@ -332,14 +358,41 @@ fn col2im<T: Elem>(g: &Geom, gs: &Geom, col: &[T], segs: &[Segment], t: usize, d
 /// `dst (m x n) = [dst +] lhs (m x k) * rhs (k x n)`, strides as (column, row).
 #[allow(clippy::too_many_arguments)]
 unsafe fn mm<T: Elem>(
+    dims: (usize, usize, usize),
+    dst: *mut T,
+    dst_strides: (usize, usize),
+    accumulate: bool,
+    lhs: *const T,
+    lhs_strides: (usize, usize),
+    rhs: *const T,
+    rhs_strides: (usize, usize),
+    parallelism: Parallelism,
+) {
+    // SAFETY: passed on from the caller.
+    unsafe {
+        mm_scaled(
+            dims,
+            dst,
+            dst_strides,
+            accumulate,
+            (lhs, lhs_strides),
+            (rhs, rhs_strides),
+            T::ONE,
+            parallelism,
+        )
+    }
+}
+
+/// `dst (m x n) = [dst +] scale * lhs (m x k) * rhs (k x n)`, strides as (column, row).
+#[allow(clippy::too_many_arguments)]
+unsafe fn mm_scaled<T: Elem>(
     (m, n, k): (usize, usize, usize),
     dst: *mut T,
     (dst_cs, dst_rs): (usize, usize),
     accumulate: bool,
-    lhs: *const T,
-    (lhs_cs, lhs_rs): (usize, usize),
-    rhs: *const T,
-    (rhs_cs, rhs_rs): (usize, usize),
+    (lhs, (lhs_cs, lhs_rs)): (*const T, (usize, usize)),
+    (rhs, (rhs_cs, rhs_rs)): (*const T, (usize, usize)),
+    scale: T,
     parallelism: Parallelism,
 ) {
     // SAFETY: the caller guarantees every index the strides reach is in bounds.
@@ -359,7 +412,7 @@ unsafe fn mm<T: Elem>(
             rhs_cs as isize,
             rhs_rs as isize,
             T::ONE,
-            T::ONE,
+            scale,
             false,
             false,
             false,
@@ -395,91 +448,204 @@ pub fn forward<T: Elem>(g: &Geom, x: &[T], w: &[T], epi: Epilogue<T>) -> Vec<T> 
 
 /// Forward as one accumulating GEMM per kernel tap ("implicit GEMM", no im2col): on the
 /// source's row pitch (see [`Taps`]), tap (ky, kx) is the source shifted by a fixed offset.
-/// Outputs land on that pitch; the valid columns are copied out.
+/// Outputs land on that pitch: in place they are the output, else the valid columns are
+/// copied out.
 fn forward_implicit<T: Elem>(g: &Geom, x: &[T], w: &[T], epi: Epilogue<T>) -> Vec<T> {
     let (p, cig, cog) = (g.p(), g.cig(), g.cog());
     let (ho, wo, khw) = (g.ho(), g.wo(), g.kh * g.kw);
-    let taps = Taps::new(g);
-    let grid = ho * taps.pitch;
-    // Output positions on the pitch up to the last valid one.
-    let q_len = (ho - 1) * taps.pitch + wo;
+    let taps = Taps::new::<T>(g);
+    let (pitch, plane, q_len) = (taps.pitch, taps.plane, taps.q_len);
+    let grid = ho * pitch;
     let tile = implicit_tile(cig, cog);
     let work = GroupWork::new(g);
     let inner = work.inner;
     let wt = taps_major(g, w);
-    let run = |(xp, yg): &mut (Vec<T>, Vec<T>), i: usize, yi: &mut [T]| {
+    let stacks: Vec<Vec<Vec<T>>> = (0..g.groups)
+        .map(|gi| {
+            taps.wraps
+                .iter()
+                .map(|wrap| wrap.weights(g, &wt, gi))
+                .collect()
+        })
+        .collect();
+    let run = |(xp, yg, wb): &mut (Vec<T>, Vec<T>, Vec<T>), i: usize, yi: &mut [T]| {
         let gi = i % g.groups;
         let xs = taps.source(x, i, xp);
-        yg.resize(cog * grid, T::ZERO);
+        let weights = |tap: &Tap| wt[(gi * khw + tap.index) * cog * cig..].as_ptr();
+        let out = if taps.in_place {
+            &mut *yi
+        } else {
+            yg.resize(cog * grid, T::ZERO);
+            &mut yg[..]
+        };
         for q0 in (0..q_len).step_by(tile) {
-            let t = tile.min(q_len - q0);
-            for (tap, &shift) in taps.shifts.iter().enumerate() {
-                // SAFETY: rows q0..q0 + t of the cog x grid output; source rows reach at
-                // most index cig * plane - 1 of this group's source (see `Taps`); weight
-                // (ci, co) of this tap sits at co * cig + ci inside its cog x cig block.
+            for (j, tap) in taps.taps.iter().enumerate() {
+                let Some((a, b)) = tap.clip(q0, q0 + tile) else {
+                    continue;
+                };
+                // SAFETY: positions a..b of the cog x grid output; the source rows they
+                // read lie inside this group's source (see `Taps`); weight (ci, co) of
+                // this tap sits at co * cig + ci inside its cog x cig block.
                 unsafe {
                     mm(
-                        (t, cog, cig),
-                        yg[q0..].as_mut_ptr(),
+                        (b - a, cog, cig),
+                        out[a..].as_mut_ptr(),
                         (grid, 1),
-                        tap > 0,
-                        xs[shift + q0..].as_ptr(),
-                        (taps.plane, 1),
-                        wt[(gi * khw + tap) * cog * cig..].as_ptr(),
+                        j > 0,
+                        xs[tap.at(a)..].as_ptr(),
+                        (plane, 1),
+                        weights(tap),
                         (cig, 1),
                         inner,
                     )
                 };
             }
         }
-        for (co, (dst, src)) in yi.chunks_mut(p).zip(yg.chunks(grid)).enumerate() {
-            for (d, s) in dst.chunks_mut(wo).zip(src.chunks(taps.pitch)) {
-                d.copy_from_slice(&s[..wo]);
+        for (wrap, stack) in taps.wraps.iter().zip(&stacks[gi]) {
+            wrap.gather(g, xs, wb);
+            let k = wrap.k(cig);
+            // SAFETY: output column `wrap.column` of cog channels, h rows a pitch apart;
+            // wb is h x k column-major, the stack k x cog column-major.
+            unsafe {
+                mm_scaled(
+                    (g.h, cog, k),
+                    out[wrap.column..].as_mut_ptr(),
+                    (grid, pitch),
+                    true,
+                    (wb.as_ptr(), (g.h, 1)),
+                    (stack.as_ptr(), (k, 1)),
+                    -T::ONE,
+                    inner,
+                )
+            };
+        }
+        for (co, dst) in yi.chunks_mut(p).enumerate() {
+            if !taps.in_place {
+                let src = &yg[co * grid..][..grid];
+                for (d, s) in dst.chunks_mut(wo).zip(src.chunks(pitch)) {
+                    d.copy_from_slice(&s[..wo]);
+                }
             }
             epi.apply(gi * cog + co, dst);
         }
     };
     let mut y: Vec<T> = output_vec(g.n * g.c_out * p);
-    work.for_each(&mut y, cog * p, || (Vec::new(), Vec::new()), run);
+    let buffers = || (Vec::new(), Vec::new(), Vec::new());
+    work.for_each(&mut y, cog * p, buffers, run);
     y
 }
 
-/// Where the implicit GEMMs find each kernel tap of one image group. Stride 1: in the
-/// zero-padded input, tap (ky, kx) shifted by `ky * Wp + kx`. Strided: in the phase form
-/// (see `phases`), tap (ky, kx) is phase (ky % sh, kx % sw) shifted by
-/// `(ky / sh) * Ws + kx / sw`, so each real tap is one GEMM and no zero tap is computed.
-/// Either way channels are `plane` apart and a tap's reads for every output up to the
-/// last valid one stay inside the group's source.
+/// Where the implicit GEMMs find each kernel tap of one image group. Stride 1 with
+/// "same" padding (odd kernel, half of it as padding): in the unpadded input itself (see
+/// [`Wrap`]). Other stride-1 convolutions: in the zero-padded input, tap (ky, kx)
+/// shifted by `ky * Wp + kx`. Strided: in the phase form (see `phases`), tap (ky, kx) is
+/// phase (ky % sh, kx % sw) shifted by `(ky / sh) * Ws + kx / sw`, so each real tap is one
+/// GEMM and no zero tap is computed. Either way channels are `plane` apart and a tap's
+/// reads stay inside the group's source.
 struct Taps<'a> {
     g: &'a Geom,
     /// The phase-form geometry (strided convolutions only).
     phased: Option<Geom>,
+    /// The source is the input as it is, and outputs on its pitch are the output itself.
+    in_place: bool,
     /// Row pitch of the source and of the outputs computed on it.
     pitch: usize,
     /// Elements per source channel.
     plane: usize,
-    /// Offset of each tap (in `(ky, kx)` order) inside a group's source.
-    shifts: Vec<usize>,
+    /// Output positions on the pitch up to the last valid one.
+    q_len: usize,
+    /// The first covers every position, so its GEMMs may overwrite.
+    taps: Vec<Tap>,
+    /// Read in place only: the output columns where some taps' reads crossed a row end.
+    wraps: Vec<Wrap>,
+}
+
+/// One kernel tap: output position `q` on the pitch reads source position `q + offset`,
+/// for `q` in `range`.
+struct Tap {
+    /// Position in `(ky, kx)` order, as in the weights.
+    index: usize,
+    offset: isize,
+    range: std::ops::Range<usize>,
+}
+
+impl Tap {
+    /// Tap `index`, `(ky, kx)`, of a "same" convolution read in place: output pixel
+    /// `(oy, ox)` reads input pixel `(oy + ky - ph, ox + kx - pw)`, for every position
+    /// whose read lands inside the plane (across a row end for some: see [`Wrap`]).
+    fn same(g: &Geom, index: usize, (ky, kx): (usize, usize)) -> Self {
+        let (dy, dx) = (ky as isize - g.ph as isize, kx as isize - g.pw as isize);
+        let offset = dy * g.w as isize + dx;
+        let hw = g.hw() as isize;
+        let lo = (-offset).clamp(0, hw) as usize;
+        let hi = ((hw - offset).clamp(0, hw) as usize).max(lo);
+        Self {
+            index,
+            offset,
+            range: lo..hi,
+        }
+    }
+
+    /// Source index read by output position `q`.
+    fn at(&self, q: usize) -> usize {
+        q.checked_add_signed(self.offset)
+            .expect("tap reads before the source")
+    }
+
+    /// The part of positions `q0..q1` this tap reads, if any.
+    fn clip(&self, q0: usize, q1: usize) -> Option<(usize, usize)> {
+        let (a, b) = (q0.max(self.range.start), q1.min(self.range.end));
+        (a < b).then_some((a, b))
+    }
 }
 
 impl<'a> Taps<'a> {
-    fn new(g: &'a Geom) -> Self {
+    fn new<T>(g: &'a Geom) -> Self {
         let cig = g.cig();
-        let taps = (0..g.kh).flat_map(|ky| (0..g.kw).map(move |kx| (ky, kx)));
+        let (ho, wo) = (g.ho(), g.wo());
+        let ks = (0..g.kh).flat_map(|ky| (0..g.kw).map(move |kx| (ky, kx)));
+        let plain = |offsets: Vec<usize>, q_len| {
+            let tap = |(index, offset)| Tap {
+                index,
+                offset: offset as isize,
+                range: 0..q_len,
+            };
+            offsets.into_iter().enumerate().map(tap).collect()
+        };
         if g.sh == 1 && g.sw == 1 {
+            if g.in_place::<T>() {
+                let mut taps: Vec<Tap> = ks.enumerate().map(|(i, k)| Tap::same(g, i, k)).collect();
+                // The centre tap reads every position: first, its GEMMs overwrite.
+                taps.swap(0, g.kh / 2 * g.kw + g.kw / 2);
+                let wraps = Wrap::all(g, &taps);
+                return Self {
+                    g,
+                    phased: None,
+                    in_place: true,
+                    pitch: g.w,
+                    plane: g.hw(),
+                    q_len: g.hw(),
+                    taps,
+                    wraps,
+                };
+            }
             let (hp, wp) = (g.h + 2 * g.ph, g.w + 2 * g.pw);
-            let shifts = taps.map(|(ky, kx)| ky * wp + kx).collect();
+            let q_len = (ho - 1) * wp + wo;
             return Self {
                 g,
                 phased: None,
+                in_place: false,
                 pitch: wp,
                 plane: hp * wp,
-                shifts,
+                q_len,
+                taps: plain(ks.map(|(ky, kx)| ky * wp + kx).collect(), q_len),
+                wraps: Vec::new(),
             };
         }
         let gs = phases::form(g);
         let plane = gs.h * gs.w;
-        let shifts = taps
+        let q_len = (ho - 1) * gs.w + wo;
+        let offsets = ks
             .map(|(ky, kx)| {
                 let phase = (ky % g.sh) * g.sw + kx % g.sw;
                 phase * cig * plane + (ky / g.sh) * gs.w + kx / g.sw
@@ -487,15 +653,18 @@ impl<'a> Taps<'a> {
             .collect();
         Self {
             g,
+            in_place: false,
             pitch: gs.w,
             plane,
-            shifts,
+            q_len,
+            taps: plain(offsets, q_len),
+            wraps: Vec::new(),
             phased: Some(gs),
         }
     }
 
-    /// The source of image group `i` (image `i / G`, group `i % G`) of input `x`, built
-    /// in `buf` (a stride-1 input that needs no padding is read in place).
+    /// The source of image group `i` (image `i / G`, group `i % G`) of input `x`: read in
+    /// place, or built in `buf`.
     fn source<'b, T: Elem>(&self, x: &'b [T], i: usize, buf: &'b mut Vec<T>) -> &'b [T] {
         let g = self.g;
         match &self.phased {
@@ -506,10 +675,86 @@ impl<'a> Taps<'a> {
             None => {
                 let cig = g.cig();
                 let xg = &x[i * cig * g.hw()..][..cig * g.hw()];
+                if self.in_place {
+                    return xg;
+                }
                 let rows = self.plane / self.pitch;
                 repitched(xg, (g.h, g.w), buf, (rows, self.pitch), (g.ph, g.pw))
             }
         }
+    }
+}
+
+/// One output column of an in-place "same" convolution where some taps read across a
+/// row end into the neighbouring row instead of the zero padding: those taps' GEMMs
+/// add these reads' products with the rest, and one thin GEMM per column subtracts them
+/// again (3x3: the first and last columns, in exchange for no padded copy of the input).
+struct Wrap {
+    column: usize,
+    /// Per tap that wraps here: its weight index, its offset and its output rows.
+    reads: Vec<(usize, isize, std::ops::Range<usize>)>,
+}
+
+impl Wrap {
+    /// The wrapping columns of in-place taps `taps` (see [`Taps`]).
+    fn all(g: &Geom, taps: &[Tap]) -> Vec<Self> {
+        let w = g.w;
+        (0..w)
+            .filter_map(|column| {
+                let reads: Vec<_> = taps
+                    .iter()
+                    .filter_map(|tap| {
+                        let dx = (tap.index % g.kw) as isize - g.pw as isize;
+                        let wraps = (dx < 0 && column < dx.unsigned_abs())
+                            || (dx > 0 && column + dx.unsigned_abs() >= w);
+                        let first = tap.range.start.saturating_sub(column).div_ceil(w);
+                        let end = tap.range.end.saturating_sub(column).div_ceil(w);
+                        (wraps && end > first).then_some((tap.index, tap.offset, first..end))
+                    })
+                    .collect();
+                (!reads.is_empty()).then_some(Self { column, reads })
+            })
+            .collect()
+    }
+
+    /// Depth of the correcting GEMM: every wrapping tap's channels.
+    fn k(&self, cig: usize) -> usize {
+        self.reads.len() * cig
+    }
+
+    /// The wrapped reads from one group's source `xs` as an `(H, reads x cig)` matrix,
+    /// column-major: each tap's reads per channel and output row, zero on rows where the
+    /// tap reads nothing wrapped.
+    fn gather<T: Elem>(&self, g: &Geom, xs: &[T], buf: &mut Vec<T>) {
+        let (h, w, plane) = (g.h, g.w, g.hw());
+        buf.clear();
+        buf.resize(self.k(g.cig()) * h, T::ZERO);
+        let mut cols = buf.chunks_mut(h);
+        for (_, offset, rows) in &self.reads {
+            for ci in 0..g.cig() {
+                let col = cols.next().expect("one column per tap and channel");
+                for oy in rows.clone() {
+                    let q = oy * w + self.column;
+                    col[oy] =
+                        xs[ci * plane + q.checked_add_signed(*offset).expect("inside the plane")];
+                }
+            }
+        }
+    }
+
+    /// This column's taps' weights of group `gi` from `wt` (see [`taps_major`]) stacked
+    /// as one `(reads x cig, cog)` block, column-major.
+    fn weights<T: Elem>(&self, g: &Geom, wt: &[T], gi: usize) -> Vec<T> {
+        let (cig, cog, khw) = (g.cig(), g.cog(), g.kh * g.kw);
+        let k = self.k(cig);
+        let mut stack = vec![T::ZERO; k * cog];
+        for (r, (index, _, _)) in self.reads.iter().enumerate() {
+            let block = &wt[(gi * khw + index) * cog * cig..][..cog * cig];
+            for (co, src) in block.chunks(cig).enumerate() {
+                stack[co * k + r * cig..][..cig].copy_from_slice(src);
+            }
+        }
+        stack
     }
 }
 
@@ -762,11 +1007,10 @@ fn backward_input_col2im<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
 fn backward_input_implicit<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
     let (p, cig, cog) = (g.p(), g.cig(), g.cog());
     let (ho, wo, khw) = (g.ho(), g.wo(), g.kh * g.kw);
-    let taps = Taps::new(g);
+    let taps = Taps::new::<T>(g);
     let gs = phases::form(g);
-    let (pitch, plane) = (taps.pitch, taps.plane);
+    let (pitch, plane, q_len) = (taps.pitch, taps.plane, taps.q_len);
     let grid = ho * pitch;
-    let q_len = (ho - 1) * pitch + wo;
     let tile = implicit_tile(cig, cog);
     let work = GroupWork::new(g);
     let inner = work.inner;
@@ -781,7 +1025,7 @@ fn backward_input_implicit<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
         let dys = repitched(dyg, (ho, wo), dyp, (ho, pitch), (0, 0));
         for q0 in (0..q_len).step_by(tile) {
             let t = tile.min(q_len - q0);
-            for (tap, &shift) in taps.shifts.iter().enumerate() {
+            for tap in &taps.taps {
                 // SAFETY: the t x cig block at shift + q0 (channels plane apart) lies inside
                 // this group's phase-form gradient, as the forward's and the weight
                 // gradient's reads of the phase form do (see `Taps`); dyp is cog x grid;
@@ -789,12 +1033,12 @@ fn backward_input_implicit<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
                 unsafe {
                     mm(
                         (t, cig, cog),
-                        dxs[shift + q0..].as_mut_ptr(),
+                        dxs[tap.at(q0)..].as_mut_ptr(),
                         (plane, 1),
                         true,
                         dys[q0..].as_ptr(),
                         (grid, 1),
-                        wt[(gi * khw + tap) * cog * cig..].as_ptr(),
+                        wt[(gi * khw + tap.index) * cog * cig..].as_ptr(),
                         (1, cig),
                         inner,
                     )
@@ -883,8 +1127,8 @@ pub fn backward_weight<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
 fn backward_weight_implicit<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
     let (p, k, cig, cog) = (g.p(), g.k(), g.cig(), g.cog());
     let (ho, wo, khw) = (g.ho(), g.wo(), g.kh * g.kw);
-    let taps = Taps::new(g);
-    let q_len = (ho - 1) * taps.pitch + wo;
+    let taps = Taps::new::<T>(g);
+    let (pitch, plane, q_len) = (taps.pitch, taps.plane, taps.q_len);
     let tile = implicit_tile(cig, cog);
     let items = g.n * g.groups;
     let threads = rayon::current_num_threads();
@@ -905,38 +1149,68 @@ fn backward_weight_implicit<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
         .into_par_iter()
         .map(|part| {
             let mut acc = vec![T::ZERO; g.c_out * k];
-            let (mut xp, mut dyp) = (Vec::new(), Vec::new());
+            let (mut xp, mut dyp, mut wb, mut db) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for i in (part..items).step_by(parts) {
                 let gi = i % g.groups;
                 let dyg = &dy[i * cog * p..][..cog * p];
                 let xs = taps.source(x, i, &mut xp);
                 let (dys, (q_step, co_step)) = if transpose_dy {
-                    positions_major(dyg, (ho, wo), taps.pitch, &mut dyp);
+                    positions_major(dyg, (ho, wo), pitch, &mut dyp);
                     (&dyp[..], (cog, 1))
                 } else {
-                    let dys = repitched(dyg, (ho, wo), &mut dyp, (ho, taps.pitch), (0, 0));
-                    (dys, (1, ho * taps.pitch))
+                    let dys = repitched(dyg, (ho, wo), &mut dyp, (ho, pitch), (0, 0));
+                    (dys, (1, ho * pitch))
                 };
                 let accg = &mut acc[gi * cog * k..][..cog * k];
                 for q0 in (0..q_len).step_by(tile) {
-                    let t = tile.min(q_len - q0);
-                    for (tap, &shift) in taps.shifts.iter().enumerate() {
+                    for tap in &taps.taps {
+                        let Some((a, b)) = tap.clip(q0, q0 + tile) else {
+                            continue;
+                        };
                         // SAFETY: accg block of this tap is cog x cig column-major; dys
-                        // holds positions q0..q0 + t of cog channels on the pitch; source
-                        // reads stay inside the group's source as in the forward.
+                        // holds positions a..b of cog channels on the pitch; source reads
+                        // stay inside the group's source as in the forward.
                         unsafe {
                             mm(
-                                (cog, cig, t),
-                                accg[tap * cig * cog..].as_mut_ptr(),
+                                (cog, cig, b - a),
+                                accg[tap.index * cig * cog..].as_mut_ptr(),
                                 (cog, 1),
                                 true,
-                                dys[q0 * q_step..].as_ptr(),
+                                dys[a * q_step..].as_ptr(),
                                 (q_step, co_step),
-                                xs[shift + q0..].as_ptr(),
-                                (taps.plane, 1),
+                                xs[tap.at(a)..].as_ptr(),
+                                (plane, 1),
                                 inner,
                             )
                         };
+                    }
+                }
+                for wrap in &taps.wraps {
+                    wrap.gather(g, xs, &mut wb);
+                    let k = wrap.k(cig);
+                    db.resize(cog * k, T::ZERO);
+                    // SAFETY: db is cog x k column-major; dys holds output column
+                    // `wrap.column` of cog channels, h rows a pitch apart; wb is h x k
+                    // column-major.
+                    unsafe {
+                        mm(
+                            (cog, k, g.h),
+                            db.as_mut_ptr(),
+                            (cog, 1),
+                            false,
+                            dys[wrap.column * q_step..].as_ptr(),
+                            (q_step * pitch, co_step),
+                            wb.as_ptr(),
+                            (g.h, 1),
+                            inner,
+                        )
+                    };
+                    for (r, (index, _, _)) in wrap.reads.iter().enumerate() {
+                        let block = &mut accg[index * cig * cog..][..cig * cog];
+                        for (a, d) in block.iter_mut().zip(&db[r * cig * cog..]) {
+                            *a -= *d;
+                        }
                     }
                 }
             }
