@@ -189,19 +189,13 @@ impl Geom {
     }
 
     /// Stride 1, "same" padding (odd kernel, half of it each side): the implicit GEMMs
-    /// read the input and write the output as they are (see [`Taps`]), except where
-    /// channels lie a multiple of 4 KB apart with columns to correct: there the rows
-    /// `gemm` streams contend for the same L1 sets (16 → 16 channels 3x3 at (128, 32, 32):
-    /// forward 4.4–4.8 ms in place, 4.1–4.3 ms padded; at 30x30 and 34x34 in place wins,
-    /// 4.1–4.4 vs 4.5–4.9 ms).
-    fn in_place<T>(&self) -> bool {
-        let aliased = (self.hw() * size_of::<T>()).is_multiple_of(4096);
+    /// read the input and write the output as they are (see [`Taps`]).
+    fn in_place(&self) -> bool {
         self.sh == 1
             && self.sw == 1
             && self.kh % 2 == 1
             && self.kw % 2 == 1
             && (self.ph, self.pw) == (self.kh / 2, self.kw / 2)
-            && (self.kw == 1 || !aliased)
     }
 
     /// Many channels on a small plane (`DEEP_MIN_CHANNELS`).
@@ -453,7 +447,7 @@ pub fn forward<T: Elem>(g: &Geom, x: &[T], w: &[T], epi: Epilogue<T>) -> Vec<T> 
 fn forward_implicit<T: Elem>(g: &Geom, x: &[T], w: &[T], epi: Epilogue<T>) -> Vec<T> {
     let (p, cig, cog) = (g.p(), g.cig(), g.cog());
     let (ho, wo, khw) = (g.ho(), g.wo(), g.kh * g.kw);
-    let taps = Taps::new::<T>(g);
+    let taps = Taps::new(g);
     let (pitch, plane, q_len) = (taps.pitch, taps.plane, taps.q_len);
     let grid = ho * pitch;
     let tile = implicit_tile(cig, cog);
@@ -600,7 +594,7 @@ impl Tap {
 }
 
 impl<'a> Taps<'a> {
-    fn new<T>(g: &'a Geom) -> Self {
+    fn new(g: &'a Geom) -> Self {
         let cig = g.cig();
         let (ho, wo) = (g.ho(), g.wo());
         let ks = (0..g.kh).flat_map(|ky| (0..g.kw).map(move |kx| (ky, kx)));
@@ -613,7 +607,7 @@ impl<'a> Taps<'a> {
             offsets.into_iter().enumerate().map(tap).collect()
         };
         if g.sh == 1 && g.sw == 1 {
-            if g.in_place::<T>() {
+            if g.in_place() {
                 let mut taps: Vec<Tap> = ks.enumerate().map(|(i, k)| Tap::same(g, i, k)).collect();
                 // The centre tap reads every position: first, its GEMMs overwrite.
                 taps.swap(0, g.kh / 2 * g.kw + g.kw / 2);
@@ -1007,7 +1001,7 @@ fn backward_input_col2im<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
 fn backward_input_implicit<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
     let (p, cig, cog) = (g.p(), g.cig(), g.cog());
     let (ho, wo, khw) = (g.ho(), g.wo(), g.kh * g.kw);
-    let taps = Taps::new::<T>(g);
+    let taps = Taps::new(g);
     let gs = phases::form(g);
     let (pitch, plane, q_len) = (taps.pitch, taps.plane, taps.q_len);
     let grid = ho * pitch;
@@ -1127,7 +1121,7 @@ pub fn backward_weight<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
 fn backward_weight_implicit<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
     let (p, k, cig, cog) = (g.p(), g.k(), g.cig(), g.cog());
     let (ho, wo, khw) = (g.ho(), g.wo(), g.kh * g.kw);
-    let taps = Taps::new::<T>(g);
+    let taps = Taps::new(g);
     let (pitch, plane, q_len) = (taps.pitch, taps.plane, taps.q_len);
     let tile = implicit_tile(cig, cog);
     let items = g.n * g.groups;
