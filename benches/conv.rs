@@ -1,5 +1,6 @@
 //! Conv2d speed on the model's shapes: our op (forward; forward + both gradients through
-//! autograd; forward + both gradients computed directly for a given `dy`), candle's stock
+//! autograd, and for the stems also with the input as plain data, as training runs them;
+//! forward + both gradients computed directly for a given `dy`), candle's stock
 //! op (forward, and both gradients through autograd), and ONNX Runtime's forward, all in
 //! one run; prints ratios.
 //!
@@ -85,6 +86,19 @@ fn bench(c: &mut Criterion) {
         group.bench_function("ours_fwd_bwd", |b| {
             b.iter_custom(|i| timed(name, "ours_fwd_bwd", i, || fwd_bwd(conv2d)))
         });
+        if case.first_layer() {
+            // As training runs a stem: its input is a plain tensor, so autograd asks for
+            // the weight gradient only.
+            group.bench_function("ours_fwd_bwd_data", |b| {
+                b.iter_custom(|i| {
+                    timed(name, "ours_fwd_bwd_data", i, || {
+                        let y = conv2d(&x, wv.as_tensor(), &cfg).unwrap();
+                        let grads = y.backward().unwrap();
+                        assert!(grads.get(&x).is_none() && grads.get(wv.as_tensor()).is_some());
+                    })
+                })
+            });
+        }
         // The kernels alone, as a training step runs them: dy arrives from the layer
         // above, so no y-sized seed and no graph walk.
         let dy = Tensor::randn(0f32, 1.0, conv2d(&x, &wt, &cfg).unwrap().shape(), &dev).unwrap();
@@ -174,6 +188,13 @@ fn report(name: &str, x: (usize, usize, usize, usize), threads: usize) {
          ORT fwd | ours/ORT fwd | ours fwd+bwd/fwd | ours fwd+grads/fwd | candle/ours fwd | \
          threads)"
     );
+    if let Some(data) = ms("ours_fwd_bwd_data") {
+        println!(
+            "  first layer, as trained (no input gradient): fwd+bwd {}, {} x fwd",
+            fmt(Some(data)),
+            ratio(Some(data), of)
+        );
+    }
 }
 
 /// ONNX Runtime on a one-node Conv graph written by hand in protobuf.

@@ -16,6 +16,14 @@ pub struct ConvCase {
     pub cfg: ConvConfig,
 }
 
+impl ConvCase {
+    /// A network's first layer (the stems): its input is the data, so training computes
+    /// no input gradient for it.
+    pub fn first_layer(&self) -> bool {
+        self.name.contains("stem")
+    }
+}
+
 /// The measured convolutions, in table order.
 pub fn benchmark_cases() -> Vec<ConvCase> {
     let sq = ConvConfig::square;
