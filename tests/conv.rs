@@ -98,6 +98,8 @@ fn fixed_cases() -> Vec<Case> {
         Case::new((2, 5, 6, 7), 3, cfg((1, 5), (1, 1), (0, 2), 1)),
         Case::new((1, 6, 5, 4), 4, cfg((5, 3), (1, 1), (2, 1), 1)),
         Case::new((1, 4, 32, 32), 4, ConvConfig::square(3, 1, 1)),
+        // Both gradients of a pointwise convolution in one pass, with groups.
+        Case::new((2, 6, 5, 7), 9, cfg((1, 1), (1, 1), (0, 0), 3)),
     ]
 }
 
