@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::thread::Thread;
 
-const DEFAULT_BARRIER_POOL_SPIN_LIMIT: u32 = 25_000;
+// revstream patch: 0 instead of 25_000 (see PATCHED.md). The pool's workers park as soon
+// as they run out of work instead of spinning beside rayon's.
+const DEFAULT_BARRIER_POOL_SPIN_LIMIT: u32 = 0;
 
 /// Per-worker control on its own 64-byte cache line to prevent false sharing.
 #[repr(C, align(64))]
