@@ -497,17 +497,17 @@ fn forward_implicit<T: Elem>(g: &Geom, x: &[T], w: &[T], epi: Epilogue<T>) -> Ve
         }
         for (wrap, stack) in taps.wraps.iter().zip(&stacks[gi]) {
             wrap.gather(g, xs, wb);
-            let k = wrap.k(cig);
+            let depth = wrap.depth(cig);
             // SAFETY: output column `wrap.column` of cog channels, h rows a pitch apart;
             // wb is h x k column-major, the stack k x cog column-major.
             unsafe {
                 mm_scaled(
-                    (g.h, cog, k),
+                    (g.h, cog, depth),
                     out[wrap.column..].as_mut_ptr(),
                     (grid, pitch),
                     true,
                     (wb.as_ptr(), (g.h, 1)),
-                    (stack.as_ptr(), (k, 1)),
+                    (stack.as_ptr(), (depth, 1)),
                     -T::ONE,
                     inner,
                 )
@@ -712,7 +712,7 @@ impl Wrap {
     }
 
     /// Depth of the correcting GEMM: every wrapping tap's channels.
-    fn k(&self, cig: usize) -> usize {
+    fn depth(&self, cig: usize) -> usize {
         self.reads.len() * cig
     }
 
@@ -722,7 +722,7 @@ impl Wrap {
     fn gather<T: Elem>(&self, g: &Geom, xs: &[T], buf: &mut Vec<T>) {
         let (h, w, plane) = (g.h, g.w, g.hw());
         buf.clear();
-        buf.resize(self.k(g.cig()) * h, T::ZERO);
+        buf.resize(self.depth(g.cig()) * h, T::ZERO);
         let mut cols = buf.chunks_mut(h);
         for (_, offset, rows) in &self.reads {
             for ci in 0..g.cig() {
@@ -740,12 +740,12 @@ impl Wrap {
     /// as one `(reads x cig, cog)` block, column-major.
     fn weights<T: Elem>(&self, g: &Geom, wt: &[T], gi: usize) -> Vec<T> {
         let (cig, cog, khw) = (g.cig(), g.cog(), g.kh * g.kw);
-        let k = self.k(cig);
-        let mut stack = vec![T::ZERO; k * cog];
+        let depth = self.depth(cig);
+        let mut stack = vec![T::ZERO; depth * cog];
         for (r, (index, _, _)) in self.reads.iter().enumerate() {
             let block = &wt[(gi * khw + index) * cog * cig..][..cog * cig];
             for (co, src) in block.chunks(cig).enumerate() {
-                stack[co * k + r * cig..][..cig].copy_from_slice(src);
+                stack[co * depth + r * cig..][..cig].copy_from_slice(src);
             }
         }
         stack
@@ -1182,14 +1182,14 @@ fn backward_weight_implicit<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
                 }
                 for wrap in &taps.wraps {
                     wrap.gather(g, xs, &mut wb);
-                    let k = wrap.k(cig);
-                    db.resize(cog * k, T::ZERO);
+                    let depth = wrap.depth(cig);
+                    db.resize(cog * depth, T::ZERO);
                     // SAFETY: db is cog x k column-major; dys holds output column
                     // `wrap.column` of cog channels, h rows a pitch apart; wb is h x k
                     // column-major.
                     unsafe {
                         mm(
-                            (cog, k, g.h),
+                            (cog, depth, g.h),
                             db.as_mut_ptr(),
                             (cog, 1),
                             false,
