@@ -448,7 +448,7 @@ fn forward_implicit<T: Elem>(g: &Geom, x: &[T], w: &[T], epi: Epilogue<T>) -> Ve
     let (p, cig, cog) = (g.p(), g.cig(), g.cog());
     let (ho, wo, khw) = (g.ho(), g.wo(), g.kh * g.kw);
     let taps = Taps::new(g);
-    let (pitch, plane, q_len) = (taps.pitch, taps.plane, taps.q_len);
+    let (pitch, plane, q_len) = (taps.pitch, taps.plane, taps.q_len());
     let grid = ho * pitch;
     let tile = implicit_tile(cig, cog);
     let work = GroupWork::new(g);
@@ -466,7 +466,7 @@ fn forward_implicit<T: Elem>(g: &Geom, x: &[T], w: &[T], epi: Epilogue<T>) -> Ve
         let gi = i % g.groups;
         let xs = taps.source(x, i, xp);
         let weights = |tap: &Tap| wt[(gi * khw + tap.index) * cog * cig..].as_ptr();
-        let out = if taps.in_place {
+        let out = if taps.in_place() {
             &mut *yi
         } else {
             yg.resize(cog * grid, T::ZERO);
@@ -514,7 +514,7 @@ fn forward_implicit<T: Elem>(g: &Geom, x: &[T], w: &[T], epi: Epilogue<T>) -> Ve
             };
         }
         for (co, dst) in yi.chunks_mut(p).enumerate() {
-            if !taps.in_place {
+            if !taps.in_place() {
                 let src = &yg[co * grid..][..grid];
                 for (d, s) in dst.chunks_mut(wo).zip(src.chunks(pitch)) {
                     d.copy_from_slice(&s[..wo]);
@@ -540,14 +540,10 @@ struct Taps<'a> {
     g: &'a Geom,
     /// The phase-form geometry (strided convolutions only).
     phased: Option<Geom>,
-    /// The source is the input as it is, and outputs on its pitch are the output itself.
-    in_place: bool,
     /// Row pitch of the source and of the outputs computed on it.
     pitch: usize,
     /// Elements per source channel.
     plane: usize,
-    /// Output positions on the pitch up to the last valid one.
-    q_len: usize,
     /// The first covers every position, so its GEMMs may overwrite.
     taps: Vec<Tap>,
     /// Read in place only: the output columns where some taps' reads crossed a row end.
@@ -598,7 +594,10 @@ impl<'a> Taps<'a> {
         let cig = g.cig();
         let (ho, wo) = (g.ho(), g.wo());
         let ks = (0..g.kh).flat_map(|ky| (0..g.kw).map(move |kx| (ky, kx)));
-        let plain = |offsets: Vec<usize>, q_len| {
+        // Taps on a padded source or phase form at row pitch `pitch`: every one reads all
+        // positions up to the last valid output.
+        let plain = |offsets: Vec<usize>, pitch: usize| {
+            let q_len = (ho - 1) * pitch + wo;
             let tap = |(index, offset)| Tap {
                 index,
                 offset: offset as isize,
@@ -615,30 +614,24 @@ impl<'a> Taps<'a> {
                 return Self {
                     g,
                     phased: None,
-                    in_place: true,
                     pitch: g.w,
                     plane: g.hw(),
-                    q_len: g.hw(),
                     taps,
                     wraps,
                 };
             }
             let (hp, wp) = (g.h + 2 * g.ph, g.w + 2 * g.pw);
-            let q_len = (ho - 1) * wp + wo;
             return Self {
                 g,
                 phased: None,
-                in_place: false,
                 pitch: wp,
                 plane: hp * wp,
-                q_len,
-                taps: plain(ks.map(|(ky, kx)| ky * wp + kx).collect(), q_len),
+                taps: plain(ks.map(|(ky, kx)| ky * wp + kx).collect(), wp),
                 wraps: Vec::new(),
             };
         }
         let gs = phases::form(g);
         let plane = gs.h * gs.w;
-        let q_len = (ho - 1) * gs.w + wo;
         let offsets = ks
             .map(|(ky, kx)| {
                 let phase = (ky % g.sh) * g.sw + kx % g.sw;
@@ -647,14 +640,22 @@ impl<'a> Taps<'a> {
             .collect();
         Self {
             g,
-            in_place: false,
             pitch: gs.w,
             plane,
-            q_len,
-            taps: plain(offsets, q_len),
+            taps: plain(offsets, gs.w),
             wraps: Vec::new(),
             phased: Some(gs),
         }
+    }
+
+    /// The source is the input as it is, and outputs on its pitch are the output itself.
+    fn in_place(&self) -> bool {
+        self.phased.is_none() && self.g.in_place()
+    }
+
+    /// Output positions on the pitch up to the last valid one.
+    fn q_len(&self) -> usize {
+        (self.g.ho() - 1) * self.pitch + self.g.wo()
     }
 
     /// The source of image group `i` (image `i / G`, group `i % G`) of input `x`: read in
@@ -669,7 +670,7 @@ impl<'a> Taps<'a> {
             None => {
                 let cig = g.cig();
                 let xg = &x[i * cig * g.hw()..][..cig * g.hw()];
-                if self.in_place {
+                if self.in_place() {
                     return xg;
                 }
                 let rows = self.plane / self.pitch;
@@ -1003,7 +1004,7 @@ fn backward_input_implicit<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
     let (ho, wo, khw) = (g.ho(), g.wo(), g.kh * g.kw);
     let taps = Taps::new(g);
     let gs = phases::form(g);
-    let (pitch, plane, q_len) = (taps.pitch, taps.plane, taps.q_len);
+    let (pitch, plane, q_len) = (taps.pitch, taps.plane, taps.q_len());
     let grid = ho * pitch;
     let tile = implicit_tile(cig, cog);
     let work = GroupWork::new(g);
@@ -1122,7 +1123,7 @@ fn backward_weight_implicit<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
     let (p, k, cig, cog) = (g.p(), g.k(), g.cig(), g.cog());
     let (ho, wo, khw) = (g.ho(), g.wo(), g.kh * g.kw);
     let taps = Taps::new(g);
-    let (pitch, plane, q_len) = (taps.pitch, taps.plane, taps.q_len);
+    let (pitch, plane, q_len) = (taps.pitch, taps.plane, taps.q_len());
     let tile = implicit_tile(cig, cog);
     let items = g.n * g.groups;
     let threads = rayon::current_num_threads();
