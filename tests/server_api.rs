@@ -213,6 +213,23 @@ async fn every_error_has_its_status_and_kind() {
     )
     .await;
 
+    for (method, path, allow) in [
+        (reqwest::Method::GET, "/v1/predict", "POST"),
+        (reqwest::Method::PUT, "/v1/jobs/123", "GET,HEAD,DELETE"),
+        (reqwest::Method::POST, "/health", "GET,HEAD"),
+        (reqwest::Method::POST, "/openapi.json", "GET,HEAD"),
+    ] {
+        let response = server
+            .client
+            .request(method.clone(), server.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+        let body = expect_error(response, 405, "method_not_allowed").await;
+        assert!(body["error"].as_str().unwrap().contains(path), "{body}");
+    }
+
     let too_big = vec![0u8; 300_000];
     expect_error(
         server.post_video("/v1/predict", too_big).await,
@@ -241,7 +258,30 @@ async fn every_error_has_its_status_and_kind() {
         .client
         .post(server.url("/v1/predict"))
         .body(video.clone());
-    expect_error(untyped.send().await.unwrap(), 415, "unsupported_media_type").await;
+    let body = expect_error(untyped.send().await.unwrap(), 415, "unsupported_media_type").await;
+    assert!(
+        body["error"].as_str().unwrap().contains("no content type"),
+        "{body}"
+    );
+    // What `curl --data-binary @clip.mp4` sends: the message says how to fix it.
+    let curl_default = server
+        .client
+        .post(server.url("/v1/predict"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(video.clone());
+    let body = expect_error(
+        curl_default.send().await.unwrap(),
+        415,
+        "unsupported_media_type",
+    )
+    .await;
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("-H 'Content-Type: video/mp4'"),
+        "{body}"
+    );
     let form = reqwest::multipart::Form::new().text("other", "no video here");
     let no_field = server
         .client

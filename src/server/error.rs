@@ -18,6 +18,8 @@ pub enum ErrorKind {
     Unauthorized,
     /// No such route, model or job.
     NotFound,
+    /// The route exists but not for this method (the `Allow` header lists those it has).
+    MethodNotAllowed,
     /// The body exceeds the configured size limit.
     PayloadTooLarge,
     /// The body's content type is not a video, octet stream or multipart form.
@@ -41,6 +43,7 @@ impl ErrorKind {
             ErrorKind::InvalidParameter => StatusCode::BAD_REQUEST,
             ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorKind::Video(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -56,6 +59,7 @@ impl ErrorKind {
             ErrorKind::InvalidParameter => "invalid_parameter",
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::NotFound => "not_found",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::UnsupportedMediaType => "unsupported_media_type",
             ErrorKind::Video(name) => name,

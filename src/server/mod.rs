@@ -97,11 +97,15 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(routes::health))
         .route("/metrics", get(routes::metrics))
         .fallback(routes::not_found)
+        // Before the layers, so 405s are traced and counted like every other error.
+        .method_not_allowed_fallback(routes::method_not_allowed)
         // Uploads are limited (413) while streaming them in, in `upload::read`.
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .with_state(state);
     app.merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::ApiDoc::openapi()))
+        // The docs' routes too; those above keep theirs.
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().on_response(DefaultOnResponse::new().level(Level::INFO)).make_span_with(|request: &Request| {
             let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");

@@ -344,3 +344,15 @@ pub async fn not_found(request: Request) -> ApiError {
         format!("no route for {} {}", request.method(), request.uri().path()),
     )
 }
+
+/// 405 for a route that exists but not for this method; axum adds the `Allow` header.
+pub async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::new(
+        ErrorKind::MethodNotAllowed,
+        format!(
+            "{} is not allowed on {} (the Allow header lists the methods that are)",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}

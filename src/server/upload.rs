@@ -41,11 +41,26 @@ pub async fn read(request: Request, limit: u64) -> Result<Upload, ApiError> {
     } else {
         Err(ApiError::new(
             ErrorKind::UnsupportedMediaType,
-            format!(
-                "content type {essence:?} is not accepted: send video/*, application/octet-stream \
-                 or multipart/form-data with a `video` field"
-            ),
+            format!("{}: {ACCEPTED}", refused(essence)),
         ))
+    }
+}
+
+/// What an accepted upload looks like.
+const ACCEPTED: &str =
+    "send video/*, application/octet-stream or multipart/form-data with a `video` field";
+
+/// Why content type `essence` is refused, naming the usual cause where there is one.
+fn refused(essence: &str) -> String {
+    match essence {
+        "" => "the request has no content type".to_string(),
+        // What `curl --data-binary @clip.mp4` sends unless told otherwise.
+        "application/x-www-form-urlencoded" => {
+            "content type \"application/x-www-form-urlencoded\" \
+            (curl's default for --data-binary; add -H 'Content-Type: video/mp4') is not accepted"
+                .to_string()
+        }
+        other => format!("content type {other:?} is not accepted"),
     }
 }
 
