@@ -287,6 +287,11 @@ fn larger_shapes_match_stock_op() {
         Case::new((4, 32, 16, 16), 32, ConvConfig::square(3, 2, 1)),
         Case::new((4, 32, 32, 32), 64, ConvConfig::square(1, 2, 0)),
         Case::new((2, 32, 30, 30), 48, ConvConfig::square(1, 1, 0)),
+        // Five images: on two threads, two rounds across the threads, then the last image
+        // with the threads inside its GEMMs (in place, on the phase form, and col2im).
+        Case::new((5, 16, 20, 20), 16, ConvConfig::square(3, 1, 1)),
+        Case::new((5, 8, 24, 24), 8, ConvConfig::square(3, 2, 1)),
+        Case::new((5, 3, 30, 30), 8, ConvConfig::square(7, 2, 3)),
     ];
     for (i, c) in cases.iter().enumerate() {
         check(c, 1000 + i as u64);

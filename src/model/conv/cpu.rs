@@ -248,44 +248,53 @@ struct Segment {
     col: usize,
 }
 
-/// How a kernel that works image group by image group uses the threads: across groups
-/// when there are enough of them for every thread (`outer`), else inside each GEMM.
+/// How a kernel that works image group by image group uses the threads: whole rounds of
+/// groups across the threads, one group per thread, and a short last round (at most half
+/// the threads busy) one group at a time with the threads inside each GEMM. Five images
+/// on two threads are then two rounds and one image on both threads, not three rounds.
 struct GroupWork {
-    outer: bool,
-    /// The GEMMs' own parallelism.
-    inner: Parallelism,
+    threads: usize,
+    /// Image groups `0..outer` run one per thread, the rest inside the GEMMs.
+    outer: usize,
 }
 
 impl GroupWork {
     fn new(g: &Geom) -> Self {
         let threads = rayon::current_num_threads();
-        let outer = g.n * g.groups >= threads;
-        let inner = if outer {
-            Parallelism::None
+        let items = g.n * g.groups;
+        let rest = items % threads;
+        let outer = if 2 * rest <= threads {
+            items - rest
         } else {
-            Parallelism::Rayon(threads)
+            items
         };
-        Self { outer, inner }
+        Self { threads, outer }
     }
 
-    /// Runs `run(buffers, i, chunk)` on each `len`-element chunk of `out` (image group
-    /// `i`), with per-thread buffers made by `init`.
+    /// Runs `run(buffers, i, chunk, parallelism)` on each `len`-element chunk of `out`
+    /// (image group `i`), with per-thread buffers made by `init`.
     fn for_each<T: Send, B>(
         &self,
         out: &mut [T],
         len: usize,
         init: impl Fn() -> B + Sync + Send,
-        run: impl Fn(&mut B, usize, &mut [T]) + Sync + Send,
+        run: impl Fn(&mut B, usize, &mut [T], Parallelism) + Sync + Send,
     ) {
-        if self.outer {
-            out.par_chunks_mut(len)
-                .enumerate()
-                .for_each_init(&init, |bufs, (i, chunk)| run(bufs, i, chunk));
-        } else {
-            let mut bufs = init();
-            for (i, chunk) in out.chunks_mut(len).enumerate() {
-                run(&mut bufs, i, chunk);
-            }
+        let (rounds, rest) = out.split_at_mut(self.outer * len);
+        rounds
+            .par_chunks_mut(len)
+            .enumerate()
+            .for_each_init(&init, |bufs, (i, chunk)| {
+                run(bufs, i, chunk, Parallelism::None)
+            });
+        let mut bufs = init();
+        for (j, chunk) in rest.chunks_mut(len).enumerate() {
+            run(
+                &mut bufs,
+                self.outer + j,
+                chunk,
+                Parallelism::Rayon(self.threads),
+            );
         }
     }
 }
@@ -452,7 +461,6 @@ fn forward_implicit<T: Elem>(g: &Geom, x: &[T], w: &[T], epi: Epilogue<T>) -> Ve
     let grid = ho * pitch;
     let tile = implicit_tile(cig, cog);
     let work = GroupWork::new(g);
-    let inner = work.inner;
     let wt = taps_major(g, w);
     let stacks: Vec<Vec<Vec<T>>> = (0..g.groups)
         .map(|gi| {
@@ -462,7 +470,7 @@ fn forward_implicit<T: Elem>(g: &Geom, x: &[T], w: &[T], epi: Epilogue<T>) -> Ve
                 .collect()
         })
         .collect();
-    let run = |(xp, yg, wb): &mut (Vec<T>, Vec<T>, Vec<T>), i: usize, yi: &mut [T]| {
+    let run = |(xp, yg, wb): &mut (Vec<T>, Vec<T>, Vec<T>), i: usize, yi: &mut [T], inner| {
         let gi = i % g.groups;
         let xs = taps.source(x, i, xp);
         let weights = |tap: &Tap| wt[(gi * khw + tap.index) * cog * cig..].as_ptr();
@@ -965,8 +973,7 @@ fn backward_input_col2im<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
     // Tiles of one image overlap in dx, so parallelism is over (image, group), or inside
     // the GEMM when there are too few of those.
     let work = GroupWork::new(g);
-    let inner = work.inner;
-    let run = |col: &mut Vec<T>, i: usize, dxg: &mut [T]| {
+    let run = |col: &mut Vec<T>, i: usize, dxg: &mut [T], inner| {
         let (b, gi) = (i / g.groups, i % g.groups);
         // col2im adds into it; zeroed per task rather than in one serial pass.
         dxg.fill(T::ZERO);
@@ -1008,10 +1015,9 @@ fn backward_input_implicit<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
     let grid = ho * pitch;
     let tile = implicit_tile(cig, cog);
     let work = GroupWork::new(g);
-    let inner = work.inner;
     let wt = taps_major(g, w);
     let per_group = gs.c_in / g.groups * plane;
-    let run = |(dyp, dxs): &mut (Vec<T>, Vec<T>), i: usize, dxg: &mut [T]| {
+    let run = |(dyp, dxs): &mut (Vec<T>, Vec<T>), i: usize, dxg: &mut [T], inner| {
         let gi = i % g.groups;
         // The taps add into it.
         dxs.clear();
@@ -1117,6 +1123,10 @@ pub fn backward_weight<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
     dw
 }
 
+/// The implicit weight gradient's scratch per thread: the source, `dy` on its pitch, the
+/// wrapped reads and their products.
+type WgradBuffers<T> = (Vec<T>, Vec<T>, Vec<T>, Vec<T>);
+
 /// Weight gradient as one accumulating GEMM per kernel tap (see [`forward_implicit`]):
 /// `dy` on the source's row pitch times the shifted source.
 fn backward_weight_implicit<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
@@ -1125,93 +1135,98 @@ fn backward_weight_implicit<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
     let taps = Taps::new(g);
     let (pitch, plane, q_len) = (taps.pitch, taps.plane, taps.q_len());
     let tile = implicit_tile(cig, cog);
-    let items = g.n * g.groups;
-    let threads = rayon::current_num_threads();
-    let parts = threads.min(items);
-    let inner = if parts == threads {
-        Parallelism::None
-    } else {
-        Parallelism::Rayon(threads)
-    };
+    let work = GroupWork::new(g);
     // `gemm` computes blocks of up to 16 x 16 outputs as dot products when both operands
     // are contiguous along the depth, as dy is. Larger blocks go through its packing,
     // which would transpose dy once per tap: there dy is transposed once per image and
     // read in place (flow stem on its phase form, 80 → 16 channels and 16 taps: 39 → 25
     // ms). One tap gains nothing from the copy.
     let transpose_dy = khw > 1 && cig * cog > 256;
-    // Accumulators per group as (tap, ci, co): column-major (co, ci) blocks for the GEMM.
-    let partials: Vec<Vec<T>> = (0..parts)
+    // Accumulates image group `i` into `acc`, per group as (tap, ci, co): column-major
+    // (co, ci) blocks for the GEMM.
+    let accumulate = |acc: &mut [T], (xp, dyp, wb, db): &mut WgradBuffers<T>, i: usize, inner| {
+        let gi = i % g.groups;
+        let dyg = &dy[i * cog * p..][..cog * p];
+        let xs = taps.source(x, i, xp);
+        let (dys, (q_step, co_step)) = if transpose_dy {
+            positions_major(dyg, (ho, wo), pitch, dyp);
+            (&dyp[..], (cog, 1))
+        } else {
+            let dys = repitched(dyg, (ho, wo), dyp, (ho, pitch), (0, 0));
+            (dys, (1, ho * pitch))
+        };
+        let accg = &mut acc[gi * cog * k..][..cog * k];
+        for q0 in (0..q_len).step_by(tile) {
+            for tap in &taps.taps {
+                let Some((a, b)) = tap.clip(q0, q0 + tile) else {
+                    continue;
+                };
+                // SAFETY: accg block of this tap is cog x cig column-major; dys
+                // holds positions a..b of cog channels on the pitch; source reads
+                // stay inside the group's source as in the forward.
+                unsafe {
+                    mm(
+                        (cog, cig, b - a),
+                        accg[tap.index * cig * cog..].as_mut_ptr(),
+                        (cog, 1),
+                        true,
+                        dys[a * q_step..].as_ptr(),
+                        (q_step, co_step),
+                        xs[tap.at(a)..].as_ptr(),
+                        (plane, 1),
+                        inner,
+                    )
+                };
+            }
+        }
+        for wrap in &taps.wraps {
+            wrap.gather(g, xs, wb);
+            let depth = wrap.depth(cig);
+            db.resize(cog * depth, T::ZERO);
+            // SAFETY: db is cog x k column-major; dys holds output column
+            // `wrap.column` of cog channels, h rows a pitch apart; wb is h x k
+            // column-major.
+            unsafe {
+                mm(
+                    (cog, depth, g.h),
+                    db.as_mut_ptr(),
+                    (cog, 1),
+                    false,
+                    dys[wrap.column * q_step..].as_ptr(),
+                    (q_step * pitch, co_step),
+                    wb.as_ptr(),
+                    (g.h, 1),
+                    inner,
+                )
+            };
+            for (r, (index, _, _)) in wrap.reads.iter().enumerate() {
+                let block = &mut accg[index * cig * cog..][..cig * cog];
+                for (a, d) in block.iter_mut().zip(&db[r * cig * cog..]) {
+                    *a -= *d;
+                }
+            }
+        }
+    };
+    let parts = work.threads.min(work.outer);
+    let mut partials: Vec<Vec<T>> = (0..parts)
         .into_par_iter()
         .map(|part| {
             let mut acc = vec![T::ZERO; g.c_out * k];
-            let (mut xp, mut dyp, mut wb, mut db) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            for i in (part..items).step_by(parts) {
-                let gi = i % g.groups;
-                let dyg = &dy[i * cog * p..][..cog * p];
-                let xs = taps.source(x, i, &mut xp);
-                let (dys, (q_step, co_step)) = if transpose_dy {
-                    positions_major(dyg, (ho, wo), pitch, &mut dyp);
-                    (&dyp[..], (cog, 1))
-                } else {
-                    let dys = repitched(dyg, (ho, wo), &mut dyp, (ho, pitch), (0, 0));
-                    (dys, (1, ho * pitch))
-                };
-                let accg = &mut acc[gi * cog * k..][..cog * k];
-                for q0 in (0..q_len).step_by(tile) {
-                    for tap in &taps.taps {
-                        let Some((a, b)) = tap.clip(q0, q0 + tile) else {
-                            continue;
-                        };
-                        // SAFETY: accg block of this tap is cog x cig column-major; dys
-                        // holds positions a..b of cog channels on the pitch; source reads
-                        // stay inside the group's source as in the forward.
-                        unsafe {
-                            mm(
-                                (cog, cig, b - a),
-                                accg[tap.index * cig * cog..].as_mut_ptr(),
-                                (cog, 1),
-                                true,
-                                dys[a * q_step..].as_ptr(),
-                                (q_step, co_step),
-                                xs[tap.at(a)..].as_ptr(),
-                                (plane, 1),
-                                inner,
-                            )
-                        };
-                    }
-                }
-                for wrap in &taps.wraps {
-                    wrap.gather(g, xs, &mut wb);
-                    let depth = wrap.depth(cig);
-                    db.resize(cog * depth, T::ZERO);
-                    // SAFETY: db is cog x k column-major; dys holds output column
-                    // `wrap.column` of cog channels, h rows a pitch apart; wb is h x k
-                    // column-major.
-                    unsafe {
-                        mm(
-                            (cog, depth, g.h),
-                            db.as_mut_ptr(),
-                            (cog, 1),
-                            false,
-                            dys[wrap.column * q_step..].as_ptr(),
-                            (q_step * pitch, co_step),
-                            wb.as_ptr(),
-                            (g.h, 1),
-                            inner,
-                        )
-                    };
-                    for (r, (index, _, _)) in wrap.reads.iter().enumerate() {
-                        let block = &mut accg[index * cig * cog..][..cig * cog];
-                        for (a, d) in block.iter_mut().zip(&db[r * cig * cog..]) {
-                            *a -= *d;
-                        }
-                    }
-                }
+            let mut bufs = WgradBuffers::default();
+            for i in (part..work.outer).step_by(parts) {
+                accumulate(&mut acc, &mut bufs, i, Parallelism::None);
             }
             acc
         })
         .collect();
+    if work.outer < g.n * g.groups {
+        let mut acc = vec![T::ZERO; g.c_out * k];
+        let mut bufs = WgradBuffers::default();
+        for i in work.outer..g.n * g.groups {
+            accumulate(&mut acc, &mut bufs, i, Parallelism::Rayon(work.threads));
+        }
+        partials.push(acc);
+    }
     let mut dw = vec![T::ZERO; g.c_out * k];
     for acc in partials {
         for gi in 0..g.groups {
