@@ -29,7 +29,9 @@ test: deps
 # GPU; check-cuda type-checks both (checking needs no libcudnn):
 # scripts/setup-cuda-root.sh assembles CUDA 13.0 from PyPI wheels into
 # $(CUDA_PREFIX). Separate target dir, so CPU builds are not invalidated. Not part of
-# `make test`: from scratch it outlasts CI's budget (docs/benchmarks.md, GPU path).
+# `make test`: from scratch it takes 9 minutes on an idle 2-core machine, but downloads
+# 1.2 GB of CUDA wheels and adds 2.8 GB on disk beside test's 2.7 GB (CI once failed on a
+# full disk); see docs/benchmarks.md, GPU path.
 CUDA_PREFIX ?= $(HOME)/.cache/revstream-cuda
 CUDA_CARGO = . $(CUDA_PREFIX)/env.sh && CARGO_TARGET_DIR=target-cuda cargo
 
