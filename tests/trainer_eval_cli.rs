@@ -87,3 +87,36 @@ fn eval_reports_accuracy_confusion_and_the_misclassified_videos() {
     assert!((1.0 - misses as f64 / 20.0 - top1).abs() < 1e-9);
     assert!(out.join("confusion.png").metadata().unwrap().len() > 1000);
 }
+
+#[test]
+fn eval_refuses_a_class_the_model_lacks_before_decoding_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, cache) = (dir.path().join("clips"), dir.path().join("cache"));
+    run(trainer()
+        .args(["synth", "--per-class", "1", "--seed", "7"])
+        .args(["--size", "64x64", "--fps", "10", "--seconds", "1"])
+        .arg("--out")
+        .arg(&data));
+    std::fs::rename(data.join("wave"), data.join("jump")).unwrap();
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/models/default");
+    let out = trainer()
+        .args(["eval", "--model", model, "--data"])
+        .arg(&data)
+        .arg("--cache")
+        .arg(&cache)
+        .arg("--out")
+        .arg(dir.path().join("eval"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(r#"dataset labels ["jump"] are not among the model's"#),
+        "{stderr}"
+    );
+    // Refused up front: no video was decoded into a cache.
+    assert!(
+        !cache.exists(),
+        "a cache was made before the labels were checked"
+    );
+}

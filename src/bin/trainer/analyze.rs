@@ -125,7 +125,7 @@ fn load(args: &DataArgs) -> anyhow::Result<Loaded> {
         .transpose()?;
     let settings = CacheSettings::for_model(&spec, preset);
     let cache = args.cache.clone().unwrap_or_else(|| args.out.join("cache"));
-    let index = prepare(&args.data, &cache, &settings)?;
+    let index = prepare(&args.data, &cache, &settings, Some(&spec.labels))?;
     if index.entries.is_empty() {
         bail!("no usable videos in {}", args.data.display());
     }

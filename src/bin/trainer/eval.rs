@@ -90,18 +90,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         .map(str::parse::<Preset>)
         .transpose()?;
     let settings = CacheSettings::for_model(&spec, preset);
-    let index = prepare(&args.data, &args.cache, &settings)?;
-    let unknown: Vec<&String> = index
-        .labels
-        .iter()
-        .filter(|l| !spec.labels.contains(l))
-        .collect();
-    if !unknown.is_empty() {
-        bail!(
-            "dataset labels {unknown:?} are not among the model's {:?}",
-            spec.labels
-        );
-    }
+    let index = prepare(&args.data, &args.cache, &settings, Some(&spec.labels))?;
     let set = load_set(
         &args.cache,
         &index,

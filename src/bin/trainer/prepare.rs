@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use revstream::flow::Preset;
@@ -40,13 +40,26 @@ pub struct PrepareArgs {
     pub flow_supersample: u32,
 }
 
-/// Caches `data` into `cache` with a progress bar; used by `prepare` and `eval`.
+/// Caches `data` into `cache` with a progress bar; used by `prepare`, `eval` and `analyze`.
+/// With `model_labels`, a dataset label the model lacks is refused before any video is
+/// decoded, not after the whole cache is made.
 pub fn prepare(
     data: &Path,
     cache_dir: &Path,
     settings: &CacheSettings,
+    model_labels: Option<&[String]>,
 ) -> anyhow::Result<CacheIndex> {
     let dataset = Dataset::open(data).with_context(|| format!("reading {}", data.display()))?;
+    if let Some(known) = model_labels {
+        let unknown: Vec<&String> = dataset
+            .labels
+            .iter()
+            .filter(|l| !known.contains(l))
+            .collect();
+        if !unknown.is_empty() {
+            bail!("dataset labels {unknown:?} are not among the model's {known:?}");
+        }
+    }
     if !dataset.skipped.is_empty() {
         tracing::warn!(
             skipped = dataset.skipped.len(),
@@ -79,6 +92,6 @@ pub fn run(args: PrepareArgs) -> anyhow::Result<()> {
         flow_fps: args.flow_fps,
         flow_supersample: args.flow_supersample,
     };
-    prepare(&args.data, &args.cache, &settings)?;
+    prepare(&args.data, &args.cache, &settings, None)?;
     Ok(())
 }
