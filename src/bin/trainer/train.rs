@@ -52,10 +52,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub temporal_units: Option<String>,
     /// Epochs.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = positive)]
     pub epochs: usize,
     /// Clips per step.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = positive)]
     pub batch_size: usize,
     /// Peak learning rate.
     #[arg(long, default_value_t = 0.05)]
@@ -158,6 +158,15 @@ fn parse_temporal_units(list: &str) -> anyhow::Result<Vec<[usize; 2]>> {
             })
         })
         .collect()
+}
+
+/// A count of at least one (`--epochs`, `--batch-size`).
+fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Loads the cache entries of `samples` with labels mapped into `labels`.
@@ -271,7 +280,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         init_from: args.init_from.clone(),
         device: args.device.clone(),
     };
-    let steps = train.len().div_ceil(args.batch_size.max(1));
+    let steps = train.len().div_ceil(args.batch_size);
     let bar = ProgressBar::new((steps * args.epochs) as u64).with_style(
         ProgressStyle::with_template("train {bar:40} {pos}/{len} steps {elapsed} eta {eta} {msg}")
             .context("progress template")?,
