@@ -82,19 +82,23 @@ pub struct ServerConfig {
     #[arg(long, env = "REVSTREAM_BATCH_QUEUE", default_value_t = 64)]
     pub batch_queue: usize,
     /// Largest accepted upload, in bytes.
-    #[arg(long, env = "REVSTREAM_MAX_BODY_BYTES", default_value_t = 512 * 1024 * 1024)]
+    #[arg(long, env = "REVSTREAM_MAX_BODY_BYTES", default_value_t = 512 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub max_body_bytes: u64,
     /// Longest accepted video, in seconds.
-    #[arg(long, env = "REVSTREAM_MAX_DURATION_S", default_value_t = 3600.0)]
+    #[arg(long, env = "REVSTREAM_MAX_DURATION_S", default_value_t = 3600.0,
+          value_parser = positive_seconds)]
     pub max_duration_s: f64,
     /// Largest accepted frame, in pixels (width x height).
-    #[arg(long, env = "REVSTREAM_MAX_PIXELS", default_value_t = 3840 * 2160)]
+    #[arg(long, env = "REVSTREAM_MAX_PIXELS", default_value_t = 3840 * 2160,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub max_pixels: u64,
     /// Prediction requests handled at once before requests get 429.
     #[arg(long, env = "REVSTREAM_MAX_CONCURRENT", default_value_t = 32)]
     pub max_concurrent: usize,
     /// Longest a prediction request may take, in seconds.
-    #[arg(long, env = "REVSTREAM_REQUEST_TIMEOUT_S", default_value_t = 120.0)]
+    #[arg(long, env = "REVSTREAM_REQUEST_TIMEOUT_S", default_value_t = 120.0,
+          value_parser = positive_seconds)]
     pub request_timeout_s: f64,
     /// Bearer API key required on /v1 routes; none means open access.
     #[arg(long, env = "REVSTREAM_API_KEY", hide_env_values = true)]
@@ -117,6 +121,15 @@ pub struct ServerConfig {
     pub job_step_s: f64,
 }
 
+/// A duration in seconds above zero: a limit of zero would refuse every request.
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 => Ok(v),
+        Ok(_) => Err("must be above 0 seconds".to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
@@ -124,15 +137,24 @@ fn default_workers() -> usize {
 impl ServerConfig {
     /// Defaults for everything, serving the given model folders (for tests and embedding).
     pub fn with_models(model_dirs: Vec<PathBuf>) -> Self {
+        let mut config = Self::try_parse_from(["revstream-server"]).expect("the defaults parse");
+        config.model_dirs = model_dirs;
+        config
+    }
+
+    /// Parses a command line (program name first) and the `REVSTREAM_*` variables.
+    pub fn try_parse_from<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
         use clap::Parser;
         #[derive(clap::Parser)]
         struct Wrapper {
             #[command(flatten)]
             config: ServerConfig,
         }
-        let mut config = Wrapper::parse_from(["revstream-server"]).config;
-        config.model_dirs = model_dirs;
-        config
+        Wrapper::try_parse_from(args).map(|w| w.config)
     }
 
     /// Decoding limits for uploads.
@@ -148,5 +170,29 @@ impl ServerConfig {
     /// The per-request timeout.
     pub fn request_timeout(&self) -> Duration {
         Duration::try_from_secs_f64(self.request_timeout_s).unwrap_or(Duration::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServerConfig;
+
+    #[test]
+    fn limits_that_would_refuse_every_request_are_refused_at_start() {
+        for (flag, value) in [
+            ("--max-body-bytes", "0"),
+            ("--max-pixels", "0"),
+            ("--max-duration-s", "0"),
+            ("--request-timeout-s", "0"),
+            ("--request-timeout-s", "-2"),
+            ("--request-timeout-s", "nan"),
+        ] {
+            let parsed =
+                ServerConfig::try_parse_from(["revstream-server", &format!("{flag}={value}")]);
+            assert!(parsed.is_err(), "{flag}={value} was accepted");
+        }
+        let ok =
+            ServerConfig::try_parse_from(["revstream-server", "--request-timeout-s=0.5"]).unwrap();
+        assert_eq!(ok.request_timeout().as_millis(), 500);
     }
 }
