@@ -2,7 +2,8 @@
 # One run of every GPU check: GPU vs CPU results (model forward, conv op and its
 # gradients, TV-L1), the conv op's speed against candle's stock op and PyTorch, the two-stream
 # r50 forward in f32/bf16 against PyTorch eager in the same run, batched TV-L1 pairs/s,
-# and reversible vs plain training steps. Full results go to RESULTS_DIR as JSON; one
+# and reversible vs plain training steps (time, and peak device memory at 8 to 64 units:
+# reversible training's memory must stay flat in depth). Full results go to RESULTS_DIR as JSON; one
 # short table is printed at the end.
 #
 #   scripts/gpu-check.sh RESULTS_DIR [revstream-gpu-check options, e.g. --only conv,parity]
@@ -111,5 +112,13 @@ elif "forward" not in missing:
 for r in train.get("runs", []):
     print(f"| train step {r['units']} units ({train.get('device')}): plain / reversible | "
           f"{num(r.get('plain_s'))} s, {num(r.get('plain_peak_mb'), '{:.0f}')} MB / {num(r.get('reversible_s'))} s, {num(r.get('reversible_peak_mb'), '{:.0f}')} MB |")
+# Reversible training's claim on the device (issue 31): peak memory flat in depth.
+runs = [r for r in train.get("runs", []) if isinstance(r.get("reversible_peak_mb"), (int, float))]
+if len(runs) > 1 and runs[0]["reversible_peak_mb"] > 0:
+    lo, hi = runs[0], runs[-1]
+    growth = lambda k: hi[k] / lo[k] if lo[k] > 0 else float("nan")
+    verdict = "met" if growth("reversible_peak_mb") <= 1.1 else "NOT met"
+    print(f"| train peak memory growth {lo['units']} -> {hi['units']} units: reversible / plain (goal reversible <= 1.1x) | "
+          f"{growth('reversible_peak_mb'):.2f}x / {growth('plain_peak_mb'):.2f}x ({verdict}) |")
 PYEOF
 echo "gpu-check: full results in $OUT" >&2

@@ -184,8 +184,13 @@ impl CustomOp3 for Forward {
         let packed = x.apply_op3_no_bwd(weight, &dy.contiguous()?, &op)?;
         let (n, c) = (x.elem_count(), weight.elem_count());
         let dx = packed.narrow(0, 0, n)?.reshape(x.shape())?;
-        let dw = packed.narrow(0, n, c)?;
-        let db = packed.narrow(0, n + c, c)?;
+        // The parameter gradients get storage of their own (`force_contiguous`; `copy` would
+        // clone all of `packed`): as views they would share `packed`'s, and candle stores a
+        // node's first gradient as it arrives, so a kept parameter gradient would keep the
+        // activation-sized `dx` alive (reversible training keeps every unit's parameter
+        // gradients: its memory grew with depth, #31).
+        let dw = packed.narrow(0, n, c)?.force_contiguous()?;
+        let db = packed.narrow(0, n + c, c)?.force_contiguous()?;
         Ok((x.track_op().then_some(dx), Some(dw), Some(db)))
     }
 }
