@@ -19,6 +19,8 @@ fn mb(bytes: usize) -> f64 {
 }
 
 fn main() -> Result<()> {
+    // As the trainer runs: freed tensor buffers are kept for the next step.
+    revstream::alloc::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut depths = Vec::new();
     let mut reps = 15;
