@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use candle_core::{Device, Result, Tensor, Var};
-use revstream::model::bn_train::batch_norm_train;
+use revstream::ops::bn_train::batch_norm_train;
 use revstream::train::seed;
 
 const REPS: usize = 9;

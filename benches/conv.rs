@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor, Var};
 use criterion::{Criterion, criterion_group, criterion_main};
-use revstream::model::conv::{ConvConfig, benchmark_cases, conv2d, conv2d_grads, conv2d_stock};
+use revstream::ops::conv::{ConvConfig, benchmark_cases, conv2d, conv2d_grads, conv2d_stock};
 
 /// Per-iteration times of every sample, keyed by (case, column).
 static TIMES: Mutex<BTreeMap<(String, &'static str), Vec<Duration>>> = Mutex::new(BTreeMap::new());
@@ -201,7 +201,7 @@ fn report(name: &str, x: (usize, usize, usize, usize), threads: usize) {
 mod onnx {
     use ort::session::Session;
     use ort::value::TensorRef;
-    use revstream::model::conv::ConvConfig;
+    use revstream::ops::conv::ConvConfig;
 
     /// A loaded ONNX Runtime with its thread count.
     pub struct Runtime {

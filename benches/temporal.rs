@@ -8,8 +8,9 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Module, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use revstream::model::conv::{Conv2d, ConvConfig};
+use revstream::model::conv::Conv2d;
 use revstream::model::temporal::TemporalConv;
+use revstream::ops::conv::ConvConfig;
 
 const REPS: usize = 7;
 

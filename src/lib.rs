@@ -11,6 +11,7 @@ pub mod error;
 pub mod flow;
 pub mod model;
 pub mod onnx;
+pub mod ops;
 pub mod pipeline;
 pub mod server;
 pub mod train;

@@ -3,8 +3,8 @@
 
 use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use revstream::model::bn_train;
 use revstream::model::norm::{BatchNorm, BnMode, apply_updates};
+use revstream::ops::bn_train;
 
 #[path = "common/tensors.rs"]
 mod tensors;

@@ -4,7 +4,8 @@
 use candle_core::{DType, Device, Module, Tensor, Var};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use revstream::model::conv::{Conv2d, ConvConfig, conv2d, conv2d_grads, conv2d_stock};
+use revstream::model::conv::Conv2d;
+use revstream::ops::conv::{ConvConfig, conv2d, conv2d_grads, conv2d_stock};
 
 /// One convolution problem: input (N, C, H, W), output channels and geometry.
 #[derive(Debug, Clone, Copy)]

@@ -244,8 +244,9 @@ fn motion_feeds_appearance_only_through_the_links() {
 #[test]
 fn temporal_conv_matches_per_frame_reference_with_distinct_taps() {
     use candle_core::Module;
-    use revstream::model::conv::{Conv2d, ConvConfig};
+    use revstream::model::conv::Conv2d;
     use revstream::model::temporal::TemporalConv;
+    use revstream::ops::conv::ConvConfig;
     let (b, t, c, o, side) = (2, 4, 3, 5, 6);
     let cfg = ConvConfig::square(3, 1, 1);
     let weight = wave(&[o, c, 3, 3, 3], 0.91);

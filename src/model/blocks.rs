@@ -6,10 +6,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::add_relu::add_relu;
-use super::conv::{Conv2d, ConvConfig};
+use super::conv::Conv2d;
 use super::norm::{BatchNorm, BnMode, Ctx};
 use super::temporal::{UnitConv, stack_taps};
+use crate::ops::add_relu::add_relu;
+use crate::ops::conv::ConvConfig;
 
 /// A convolution followed by BatchNorm (and optionally ReLU). In [`BnMode::Eval`] the
 /// BatchNorm is folded into the convolution's weight and bias and the ReLU runs inside the

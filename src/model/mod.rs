@@ -1,14 +1,12 @@
-//! The two-stream Spatiotemporal ResNet, its convolutions and reversible units.
+//! The two-stream Spatiotemporal ResNet: its layers, units and reversible couplings (the
+//! compute kernels they run are in [`crate::ops`]).
 
-pub mod add_relu;
 pub mod blocks;
-pub mod bn_train;
 pub mod config;
 pub mod conv;
 pub mod norm;
 pub mod reversible;
 pub mod st_resnet;
-pub mod sums;
 pub mod temporal;
 
 pub use config::Config;

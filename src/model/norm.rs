@@ -8,7 +8,7 @@
 use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use super::bn_train::{self, batch_norm_train};
+use crate::ops::bn_train::{self, batch_norm_train};
 
 /// How BatchNorm layers normalise during one forward pass.
 pub enum BnMode<'a> {

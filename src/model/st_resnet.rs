@@ -6,10 +6,11 @@ use candle_nn::{Linear, VarBuilder};
 
 use super::blocks::{BranchSpec, ConvBn, ResBlock};
 use super::config::Config;
-use super::conv::{Conv2d, ConvConfig};
+use super::conv::Conv2d;
 use super::norm::{BatchNorm, BnMode, Ctx, apply_updates};
 use super::reversible::RevBlock;
 use super::temporal::UnitConv;
+use crate::ops::conv::ConvConfig;
 
 /// Class logits `(B, num_classes)` of each stream and their fusion.
 #[derive(Debug, Clone)]

@@ -9,7 +9,9 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, T
 use candle_nn::{Init, VarBuilder};
 use rayon::prelude::*;
 
-use super::conv::{Conv2d, ConvConfig, Elem, contiguous, output_vec};
+use super::conv::Conv2d;
+use crate::ops::conv::ConvConfig;
+use crate::ops::kernel::{Elem, contiguous, output_vec};
 
 /// Name of the stacking op in errors.
 const NAME: &str = "stack taps";

@@ -13,7 +13,7 @@ use super::{
     OUTPUT_PROBABILITIES, OnnxError,
 };
 use crate::model::Config;
-use crate::model::conv::ConvConfig;
+use crate::ops::conv::ConvConfig;
 use crate::pipeline::spec::ModelSpec;
 
 /// An activation `(N, C, H, W)` in the graph, with its static channel and spatial sizes

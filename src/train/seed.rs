@@ -10,8 +10,8 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use crate::model::conv::contiguous;
-use crate::model::sums::lane_sum;
+use crate::ops::kernel::contiguous;
+use crate::ops::sums::lane_sum;
 
 /// Elements per parallel chunk of the dot product.
 const CHUNK: usize = 1 << 14;

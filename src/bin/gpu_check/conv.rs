@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
-use revstream::model::conv::{benchmark_cases, conv2d, conv2d_grads, conv2d_stock};
+use revstream::ops::conv::{benchmark_cases, conv2d, conv2d_grads, conv2d_stock};
 use serde_json::{Value, json};
 
 use crate::rel_error;

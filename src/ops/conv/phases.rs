@@ -7,7 +7,8 @@
 
 use rayon::prelude::*;
 
-use super::cpu::{Elem, Geom, IMPLICIT_MIN_CHANNELS, output_vec};
+use super::geom::{Geom, IMPLICIT_MIN_CHANNELS};
+use crate::ops::kernel::{Elem, output_vec};
 
 /// At most this many percent more multiply-adds than the strided kernel (zero taps).
 const MAX_OVERHEAD_PERCENT: usize = 35;

@@ -15,7 +15,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::conv::output_vec;
+use super::kernel::output_vec;
 use super::sums::{lane_sum, lane_sum2};
 
 /// Per-channel batch statistics of one forward pass, and the affine map it applied.

@@ -24,7 +24,7 @@ use cudarc::cudnn::{CudnnDataType, result, sys};
 use cudarc::driver::{CudaStream, DevicePtr, DevicePtrMut, DeviceRepr};
 use half::{bf16, f16};
 
-use super::cpu::Geom;
+use super::geom::Geom;
 
 /// One of the three convolution passes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

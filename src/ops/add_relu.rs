@@ -12,7 +12,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::conv::{Elem, Map2, Map3, cpu_map2, cpu_map3, output_vec};
+use super::kernel::{Elem, Map2, Map3, cpu_map2, cpu_map3, output_vec};
 
 /// Elements per parallel chunk.
 const CHUNK: usize = 1 << 14;

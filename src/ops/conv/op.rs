@@ -3,72 +3,11 @@
 //! input gradient of a tensor that tracks none (the network's input); and a CPU
 //! inference-only forward with the bias and ReLU applied inside the kernel.
 
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
 
-use super::cpu::{self, Elem, Epilogue, Geom};
-
-/// A computation on two contiguous operands of one float type.
-pub(crate) trait Map2 {
-    /// The output from the two operands.
-    fn run<T: Elem>(&self, a: &[T], b: &[T]) -> Vec<T>;
-}
-
-/// A computation on three contiguous operands of one float type.
-pub(crate) trait Map3 {
-    /// The output from the three operands.
-    fn run<T: Elem>(&self, a: &[T], b: &[T], c: &[T]) -> Vec<T>;
-}
-
-/// Runs `m` on two f32 or two f64 CPU storages.
-pub(crate) fn cpu_map2<M: Map2>(
-    m: &M,
-    name: &str,
-    (s1, l1): (&CpuStorage, &Layout),
-    (s2, l2): (&CpuStorage, &Layout),
-) -> Result<CpuStorage> {
-    Ok(match (s1, s2) {
-        (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-            CpuStorage::F32(m.run(contiguous(a, l1, name)?, contiguous(b, l2, name)?))
-        }
-        (CpuStorage::F64(a), CpuStorage::F64(b)) => {
-            CpuStorage::F64(m.run(contiguous(a, l1, name)?, contiguous(b, l2, name)?))
-        }
-        (a, b) => bail!(
-            "{name}: unsupported dtypes {:?}, {:?}",
-            a.dtype(),
-            b.dtype()
-        ),
-    })
-}
-
-/// Runs `m` on three f32 or three f64 CPU storages.
-pub(crate) fn cpu_map3<M: Map3>(
-    m: &M,
-    name: &str,
-    (s1, l1): (&CpuStorage, &Layout),
-    (s2, l2): (&CpuStorage, &Layout),
-    (s3, l3): (&CpuStorage, &Layout),
-) -> Result<CpuStorage> {
-    Ok(match (s1, s2, s3) {
-        (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)) => CpuStorage::F32(m.run(
-            contiguous(a, l1, name)?,
-            contiguous(b, l2, name)?,
-            contiguous(c, l3, name)?,
-        )),
-        (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => CpuStorage::F64(m.run(
-            contiguous(a, l1, name)?,
-            contiguous(b, l2, name)?,
-            contiguous(c, l3, name)?,
-        )),
-        (a, b, c) => bail!(
-            "{name}: unsupported dtypes {:?}, {:?}, {:?}",
-            a.dtype(),
-            b.dtype(),
-            c.dtype()
-        ),
-    })
-}
+use super::cpu::{self, Epilogue};
+use super::geom::Geom;
+use crate::ops::kernel::{Elem, Map2, Map3, cpu_map2, cpu_map3};
 
 /// A convolution kernel on two operands, with the shapes it expects.
 trait Kernel: Map2 {
@@ -76,14 +15,6 @@ trait Kernel: Map2 {
     fn operand_shapes(&self) -> (Shape, Shape);
     /// Shape of the output.
     fn out_shape(&self) -> Shape;
-}
-
-/// The contiguous slice a layout describes.
-pub(crate) fn contiguous<'a, T>(s: &'a [T], l: &Layout, name: &str) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s[a..b]),
-        None => bail!("{name}: operand is not contiguous"),
-    }
 }
 
 /// Runs a kernel on CPU storages after checking shapes and dtypes.
