@@ -13,12 +13,12 @@ fn main() -> anyhow::Result<()> {
 
     use candle_core::{DType, Device, Tensor};
     use candle_nn::{VarBuilder, VarMap};
+    use revstream::artifact::{ModelSpec, PreprocessingSpec};
     use revstream::backend::Backend;
     use revstream::backend::candle::CandleBackend;
     use revstream::backend::ort::{OrtBackend, OrtOptions, Provider};
     use revstream::model::norm::BnMode;
     use revstream::model::{Config, StResNet};
-    use revstream::pipeline::spec::{ModelSpec, PreprocessingSpec};
 
     revstream::alloc::keep_freed_memory();
     let iters: usize = std::env::args()

@@ -6,6 +6,7 @@
 
 pub mod alloc;
 pub mod analysis;
+pub mod artifact;
 pub mod backend;
 pub mod error;
 pub mod flow;

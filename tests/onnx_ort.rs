@@ -7,11 +7,11 @@ mod onnx_common;
 use std::path::Path;
 
 use candle_core::Device;
+use revstream::artifact::ModelSpec;
 use revstream::backend::Backend;
 use revstream::backend::candle::CandleBackend;
 use revstream::backend::ort::{OrtBackend, OrtOptions, Provider};
 use revstream::model::Config;
-use revstream::pipeline::spec::ModelSpec;
 
 /// Largest difference allowed between the backends' fused probabilities and logits (f32;
 /// folding BatchNorm and ONNX Runtime's kernels only change the last bits).

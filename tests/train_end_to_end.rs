@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use revstream::artifact::{ModelSpec, PreprocessingSpec};
 use revstream::flow::Preset;
 use revstream::model::Config;
-use revstream::pipeline::spec::{ModelSpec, PreprocessingSpec};
 use revstream::train::cache::{self, CacheSettings};
 use revstream::train::dataset::Dataset;
 use revstream::train::optim::OptimizerKind;

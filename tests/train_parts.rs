@@ -282,8 +282,8 @@ fn cache_skips_undecodable_videos_and_resumes() {
 
 #[test]
 fn init_from_a_torchvision_resnet_fills_both_streams_and_averages_flow_conv1() {
+    use revstream::artifact::{ModelSpec, PreprocessingSpec};
     use revstream::model::Config;
-    use revstream::pipeline::spec::{ModelSpec, PreprocessingSpec};
     use revstream::train::checkpoint;
     use std::collections::HashMap;
 

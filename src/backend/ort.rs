@@ -181,7 +181,7 @@ impl OrtBackend {
         let bytes = if file.is_file() {
             std::fs::read(&file)?
         } else {
-            let spec = crate::pipeline::spec::ModelSpec::load(dir)?;
+            let spec = crate::artifact::ModelSpec::load(dir)?;
             let weights = onnx::load_weights(&dir.join("model.safetensors"))?;
             onnx::to_bytes(&onnx::export(&spec.architecture, &weights)?)?
         };

@@ -10,7 +10,7 @@ use ort::value::{Outlet, TensorElementType, ValueType};
 
 use super::Backend;
 use super::ort::{OrtOptions, Provider, input, ort_error, session};
-use crate::pipeline::external::{ExternalSpec, Layout, OutputKind};
+use crate::artifact::external::{ExternalSpec, Layout, OutputKind};
 
 /// A session over an external graph, fed and read as its config says.
 pub struct OrtRgbBackend {

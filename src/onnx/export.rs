@@ -12,9 +12,9 @@ use super::{
     INPUT_FLOW, INPUT_RGB, OPSET, OUTPUT_APPEARANCE, OUTPUT_FUSED, OUTPUT_MOTION,
     OUTPUT_PROBABILITIES, OnnxError,
 };
+use crate::artifact::ModelSpec;
 use crate::model::Config;
 use crate::ops::conv::ConvConfig;
-use crate::pipeline::spec::ModelSpec;
 
 /// An activation `(N, C, H, W)` in the graph, with its static channel and spatial sizes
 /// (N = B * T is dynamic).

@@ -1,11 +1,9 @@
 //! The way from upload to scores: decode and flow on a worker pool, then a batching
 //! queue in front of the backend thread.
 
-pub mod external;
 pub mod preprocess;
 pub mod queue;
 pub mod rgb;
-pub mod spec;
 pub mod workers;
 
 use std::sync::Arc;

@@ -6,8 +6,8 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
-use super::spec::flow_timing;
 use super::{Cancel, PipelineError};
+use crate::artifact::flow_timing;
 use crate::flow::{self, Flow, GrayImage, Tvl1Params};
 use crate::video::{Clip, Resize, RgbFrame, Sampling, Video, VideoInfo};
 

@@ -5,9 +5,9 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 
-use super::external::{ChannelOrder, OnnxInput};
 use super::preprocess::{Prepared, clip_starts};
 use super::{Cancel, PipelineError};
+use crate::artifact::external::{ChannelOrder, OnnxInput};
 use crate::video::{Resize, RgbFrame, Sampling, Video};
 
 /// How an RGB-only model wants its frames.

@@ -11,14 +11,14 @@ use candle_core::{Device, Tensor};
 use super::config::{BackendKind, ServerConfig};
 use super::metrics::Metrics;
 use super::types::{InputSpec, ModelInfo};
+use crate::artifact::external::ExternalSpec;
+use crate::artifact::{ModelFolder, ModelSpec};
 use crate::backend::device::{self, Precision};
 use crate::backend::{Backend, candle::CandleBackend};
 use crate::flow::Preset;
-use crate::pipeline::external::ExternalSpec;
 use crate::pipeline::preprocess::{self, FlowEngine, Prepared, Preprocessing};
 use crate::pipeline::queue::{BatchOptions, BatchQueue, LoadState};
 use crate::pipeline::rgb::{self, RgbPreprocessing};
-use crate::pipeline::spec::{ModelFolder, ModelSpec};
 use crate::pipeline::{Cancel, PipelineError};
 use crate::video::Video;
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::augment::Transform;
 use super::cache::CachedVideo;
 use super::error::Result;
-use crate::pipeline::spec::ModelSpec;
+use crate::artifact::ModelSpec;
 
 /// Input geometry and normalisation (what `config.json`'s preprocessing records).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

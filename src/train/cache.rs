@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::dataset::Dataset;
 use super::error::{Result, TrainError};
+use crate::artifact::{ModelSpec, flow_timing};
 use crate::flow::{self, GrayImage, Preset};
-use crate::pipeline::spec::{ModelSpec, flow_timing};
 use crate::video::{Limits, Resize, Video};
 
 /// How videos are turned into cached frames and flow.

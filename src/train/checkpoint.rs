@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{Result, TrainError};
 use super::metrics::EpochMetrics;
-use crate::pipeline::spec::ModelSpec;
+use crate::artifact::ModelSpec;
 
 /// Training progress saved with each checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

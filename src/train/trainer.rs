@@ -20,8 +20,8 @@ use super::metrics::{self, EpochMetrics, Tally};
 use super::optim::{Optimizer, OptimizerKind, Schedule};
 use super::plots;
 use super::revprop;
+use crate::artifact::ModelSpec;
 use crate::model::{StResNet, StreamLogits};
-use crate::pipeline::spec::ModelSpec;
 
 /// Training hyper-parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

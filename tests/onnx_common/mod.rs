@@ -11,8 +11,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use revstream::artifact::{ModelSpec, PreprocessingSpec};
 use revstream::model::{Config, StResNet};
-use revstream::pipeline::spec::{ModelSpec, PreprocessingSpec};
 
 /// Writes config.json and model.safetensors for `cfg` with weights drawn from `seed`.
 pub fn write_model(dir: &Path, cfg: &Config, seed: u64) {
