@@ -30,12 +30,12 @@ pub struct CacheSettings {
     /// At most this many frames per video are kept (from the start), before `flow_fps`
     /// thins them.
     pub max_frames: usize,
-    /// Flow fields per second (`pipeline::spec::flow_timing`): frames are kept every
+    /// Flow fields per second (`artifact::flow_timing`): frames are kept every
     /// stride and the flow between them rescaled; `None`: every frame.
     #[serde(default)]
     pub flow_fps: Option<f64>,
     /// Flow computed at this many times `size` and pooled back; RGB frames shrunk from
-    /// the same frames (`pipeline::spec::PreprocessingSpec::flow_supersample`).
+    /// the same frames (`artifact::PreprocessingSpec::flow_supersample`).
     #[serde(default = "one")]
     pub flow_supersample: u32,
 }
