@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use revstream::flow::{Preset, synth, tvl1};
+use revstream::flow::{FlowMethod, synth, tvl1};
 
 fn bench(c: &mut Criterion) {
     let pairs: Vec<_> = synth::bench_set(340, 256, 4)
@@ -19,7 +19,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("tvl1_340x256_2threads");
     group.throughput(Throughput::Elements(pairs.len() as u64));
     group.sample_size(10);
-    for preset in [Preset::Accurate, Preset::Fast] {
+    for preset in [FlowMethod::Accurate, FlowMethod::Fast] {
         let params = preset.params();
         group.bench_function(format!("{preset:?}").to_lowercase(), |b| {
             b.iter(|| {

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use revstream::backend::device;
-use revstream::flow::{GrayImage, Preset, synth, tvl1, tvl1_batch};
+use revstream::flow::{FlowMethod, GrayImage, synth, tvl1, tvl1_batch};
 
 fn bench(c: &mut Criterion) {
     let name = std::env::var("REVSTREAM_BENCH_DEVICE").unwrap_or_else(|_| "auto".into());
@@ -25,7 +25,7 @@ fn bench(c: &mut Criterion) {
         .collect();
     let prev: Vec<GrayImage> = (0..batch).map(|i| base[i % 4].prev.clone()).collect();
     let next: Vec<GrayImage> = (0..batch).map(|i| base[i % 4].next.clone()).collect();
-    let params = Preset::Fast.params();
+    let params = FlowMethod::Fast.params();
     let device_name = device::name(&device);
 
     let mut group = c.benchmark_group("tvl1_fast_340x256");

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use revstream::flow::{Flow, GrayImage, Preset, flo, synth, tvl1};
+use revstream::flow::{Flow, FlowMethod, GrayImage, flo, synth, tvl1};
 
 #[derive(Parser)]
 struct Args {
@@ -30,8 +30,8 @@ enum Command {
     /// Time TV-L1 on the pairs in DIR and print {"pairs_per_s", "epe", ...} as JSON.
     Run {
         dir: PathBuf,
-        #[arg(long, default_value = "accurate")]
-        preset: String,
+        #[arg(long, value_enum, default_value = "accurate")]
+        preset: FlowMethod,
         #[arg(long, default_value_t = 2)]
         threads: usize,
         /// Passes over the whole set (after one warm-up pass).
@@ -53,7 +53,7 @@ fn main() -> anyhow::Result<()> {
             preset,
             threads,
             repeat,
-        } => run(&dir, preset.parse()?, threads, repeat),
+        } => run(&dir, preset, threads, repeat),
     }
 }
 
@@ -100,7 +100,7 @@ fn valid_mask(gt: &Flow) -> Vec<bool> {
         .collect()
 }
 
-fn run(dir: &Path, preset: Preset, threads: usize, repeat: usize) -> anyhow::Result<()> {
+fn run(dir: &Path, preset: FlowMethod, threads: usize, repeat: usize) -> anyhow::Result<()> {
     let mut pairs = Vec::new();
     for i in 0.. {
         let prev = dir.join(format!("pair_{i:02}_prev.png"));

@@ -176,13 +176,25 @@ fn moving_a_projection_unit_is_refused() {
         ..Intervention::default()
     };
     let err = probe::forward(&net2, &b.rgb, &b.flow, &iv, None).unwrap_err();
-    assert!(matches!(err, AnalysisError::InvalidArgument(_)), "{err}");
+    assert!(
+        matches!(
+            err,
+            AnalysisError::Core(revstream::Error::InvalidArgument(_))
+        ),
+        "{err}"
+    );
     let bad = Intervention {
         order: [((StreamKind::Appearance, 0), vec![0, 0])].into(),
         ..Intervention::default()
     };
     let err = probe::forward(&net, &b.rgb, &b.flow, &bad, None).unwrap_err();
-    assert!(matches!(err, AnalysisError::InvalidArgument(_)), "{err}");
+    assert!(
+        matches!(
+            err,
+            AnalysisError::Core(revstream::Error::InvalidArgument(_))
+        ),
+        "{err}"
+    );
 }
 
 #[test]

@@ -6,7 +6,7 @@ mod common;
 mod onnx_common;
 
 use common::server::{TestServer, test_video, tiny_model};
-use revstream::server::config::BackendKind;
+use revstream::backend::BackendKind;
 use serde_json::Value;
 
 /// Largest difference allowed between the two servers' class scores (probabilities).

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use revstream::artifact::{ModelSpec, PreprocessingSpec};
-use revstream::flow::Preset;
+use revstream::flow::FlowMethod;
 use revstream::model::Config;
 use revstream::train::cache::{self, CacheSettings};
 use revstream::train::dataset::Dataset;
@@ -48,7 +48,7 @@ fn data() -> &'static Data {
         let settings = CacheSettings {
             size: 32,
             flow_bound: 4.0,
-            preset: Preset::Fast,
+            preset: FlowMethod::Fast,
             max_frames: 100,
             flow_fps: None,
             flow_supersample: 1,

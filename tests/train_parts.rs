@@ -2,7 +2,7 @@
 //! hand-computed values.
 
 use candle_core::{Device, Tensor, Var};
-use revstream::flow::Preset;
+use revstream::flow::FlowMethod;
 use revstream::train::augment::Transform;
 use revstream::train::batch::{self, InputSpec};
 use revstream::train::cache::{self, CacheSettings, CachedVideo};
@@ -210,7 +210,7 @@ fn cache_skips_undecodable_videos_and_resumes() {
     let settings = CacheSettings {
         size: 16,
         flow_bound: 4.0,
-        preset: Preset::Fast,
+        preset: FlowMethod::Fast,
         max_frames: 50,
         flow_fps: None,
         flow_supersample: 1,

@@ -132,9 +132,7 @@ fn flat(t: &candle_core::Tensor) -> Result<Vec<f64>> {
 pub fn run(net: &StResNet, batch: &Batch, opts: AlignmentOptions) -> Result<AlignmentReport> {
     let clips = opts.samples.min(batch.labels.len());
     if clips == 0 {
-        return Err(AnalysisError::InvalidArgument(
-            "alignment: no clips to analyse".into(),
-        ));
+        return Err(AnalysisError::invalid("alignment: no clips to analyse"));
     }
     let frames = batch.rgb.dim(1)?;
     let mut out = Vec::new();

@@ -1,19 +1,11 @@
-//! The analyses' error type.
-
-use crate::train::TrainError;
+//! The analyses' error type: the crate's errors, and charts that could not be drawn.
 
 /// Errors from running an analysis or drawing its plots.
 #[derive(Debug, thiserror::Error)]
 pub enum AnalysisError {
-    /// A tensor operation failed.
-    #[error("tensor error: {0}")]
-    Candle(#[from] candle_core::Error),
-    /// Loading or batching the evaluation data failed.
+    /// Loading the model or data, a tensor operation, or a parameter that does not fit.
     #[error(transparent)]
-    Train(#[from] TrainError),
-    /// A parameter does not fit the model or the data.
-    #[error("invalid argument: {0}")]
-    InvalidArgument(String),
+    Core(#[from] crate::Error),
     /// A chart could not be drawn or written.
     #[error("plot {path}: {message}")]
     Plot {
@@ -22,6 +14,19 @@ pub enum AnalysisError {
         /// What plotters reported.
         message: String,
     },
+}
+
+impl From<candle_core::Error> for AnalysisError {
+    fn from(e: candle_core::Error) -> Self {
+        AnalysisError::Core(e.into())
+    }
+}
+
+impl AnalysisError {
+    /// A parameter that does not fit the model or the data.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        AnalysisError::Core(crate::Error::InvalidArgument(message.into()))
+    }
 }
 
 /// The analyses' result type.

@@ -56,7 +56,7 @@ pub fn accuracy(
             let rows = logits.to_vec2::<f32>()?;
             for (scores, &label) in rows.iter().zip(&b.labels) {
                 if label >= classes {
-                    return Err(AnalysisError::InvalidArgument(format!(
+                    return Err(AnalysisError::invalid(format!(
                         "label {label} is outside the model's {classes} classes"
                     )));
                 }
@@ -163,8 +163,8 @@ pub fn run(
     opts: LesionOptions,
 ) -> Result<LesionReport> {
     if batches.is_empty() || opts.draws == 0 || classes == 0 {
-        return Err(AnalysisError::InvalidArgument(
-            "lesion: needs data, classes and at least one draw".into(),
+        return Err(AnalysisError::invalid(
+            "lesion: needs data, classes and at least one draw",
         ));
     }
     let acc = |iv: &Intervention| accuracy(net, batches, classes, iv);

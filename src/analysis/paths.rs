@@ -200,8 +200,8 @@ pub struct PathsReport {
 /// Runs the path study of both streams on `batch`.
 pub fn run(net: &StResNet, batch: &Batch, opts: PathOptions) -> Result<PathsReport> {
     if opts.draws == 0 || !(0.0..=1.0).contains(&opts.coverage) {
-        return Err(AnalysisError::InvalidArgument(
-            "paths: draws must be positive and coverage within [0, 1]".into(),
+        return Err(AnalysisError::invalid(
+            "paths: draws must be positive and coverage within [0, 1]",
         ));
     }
     let mut rng = StdRng::seed_from_u64(opts.seed);

@@ -97,7 +97,7 @@ pub enum UnitRef<'a> {
 
 /// The block of unit `id`.
 pub fn unit(net: &StResNet, id: UnitId) -> Result<UnitRef<'_>> {
-    let missing = || AnalysisError::InvalidArgument(format!("the model has no unit {id}"));
+    let missing = || AnalysisError::invalid(format!("the model has no unit {id}"));
     let stage = id.stream.of(net).stages.get(id.stage).ok_or_else(missing)?;
     if id.unit == 0 {
         return Ok(UnitRef::Plain(&stage.first));
@@ -235,7 +235,7 @@ fn run_stage(
             let mut sorted = order.clone();
             sorted.sort_unstable();
             if sorted != (0..n).collect::<Vec<_>>() {
-                return Err(AnalysisError::InvalidArgument(format!(
+                return Err(AnalysisError::invalid(format!(
                     "order {order:?} of {}.layer{} is not a permutation of its {n} units",
                     stream.name(),
                     stage + 1
@@ -252,7 +252,7 @@ fn run_stage(
             unit: index,
         };
         if position != index && is_projection(net, id)? {
-            return Err(AnalysisError::InvalidArgument(format!(
+            return Err(AnalysisError::invalid(format!(
                 "{id} changes shape and cannot be moved"
             )));
         }

@@ -33,6 +33,14 @@ impl ModelFolder {
         Ok(ModelFolder::External(spec))
     }
 
+    /// Segments scored and averaged per video unless a request says otherwise.
+    pub fn segments(&self) -> usize {
+        match self {
+            ModelFolder::Native(spec) => spec.preprocessing.segments,
+            ModelFolder::External(spec) => spec.segments,
+        }
+    }
+
     /// Class labels, by index.
     pub fn labels(&self) -> &[String] {
         match self {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::flow::Preset;
+use crate::flow::FlowMethod;
 use crate::model::Config;
 
 /// How RGB frames and optical flow are turned into the network's inputs.
@@ -34,10 +34,9 @@ pub struct PreprocessingSpec {
     /// (`None`: consecutive frames, in pixels per frame).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flow_fps: Option<f64>,
-    /// The TV-L1 preset the model was trained with; the server uses it unless told
-    /// otherwise (`None`: `fast`).
+    /// The flow method the model was trained with (see [`PreprocessingSpec::flow_method`]).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub flow_preset: Option<Preset>,
+    pub flow_preset: Option<FlowMethod>,
     /// Flow is computed on frames this many times the input size and pooled back
     /// ([`crate::flow::Flow::pool`]), and the RGB frames are the same frames shrunk
     /// ([`crate::video::RgbFrame::box_downsample`]): small objects keep their motion.
@@ -60,6 +59,15 @@ pub fn flow_timing(flow_fps: Option<f64>, video_fps: f64) -> (usize, f32) {
             (stride as usize, (video_fps / (stride * rate)) as f32)
         }
         _ => (1, 1.0),
+    }
+}
+
+impl PreprocessingSpec {
+    /// The flow method inputs are made with: `requested` (a flag), else the one the model
+    /// was trained with, else `fast`. The one place this rule lives: the server and the
+    /// trainer's caches both ask here.
+    pub fn flow_method(&self, requested: Option<FlowMethod>) -> FlowMethod {
+        requested.or(self.flow_preset).unwrap_or(FlowMethod::Fast)
     }
 }
 
@@ -187,6 +195,16 @@ mod tests {
             let err = ModelSpec::load(dir.path()).unwrap_err().to_string();
             assert!(err.contains("flow_supersample must be 1 to 4"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_requested_flow_method_overrides_the_trained_one_and_fast_is_the_fallback() {
+        use FlowMethod::{Accurate, Fast};
+        let mut pre = PreprocessingSpec::default();
+        assert_eq!(pre.flow_method(None), Fast);
+        pre.flow_preset = Some(Accurate);
+        assert_eq!(pre.flow_method(None), Accurate);
+        assert_eq!(pre.flow_method(Some(Fast)), Fast);
     }
 
     #[test]

@@ -1,13 +1,17 @@
-//! Inference engines behind one small trait; each runs on its own thread.
+//! Inference engines behind one small trait; each runs on its own thread. [`load`] picks
+//! and builds the engine for a model folder.
 
 pub mod candle;
 pub mod device;
+mod load;
 #[cfg(feature = "ort")]
 pub mod ort;
 #[cfg(feature = "ort")]
 pub mod ort_rgb;
 
 use candle_core::Tensor;
+
+pub use load::{BackendKind, EngineOptions, Loaded, Loader, load};
 
 /// A loaded model that turns batches of inputs into class probabilities.
 pub trait Backend: Send {

@@ -138,11 +138,11 @@ pub fn session(model: &[u8], options: &OrtOptions) -> crate::Result<Session> {
 }
 
 fn load_error(detail: &str) -> crate::Error {
-    crate::Error::Model(format!("cannot load ONNX Runtime: {detail}"))
+    crate::Error::Backend(format!("cannot load ONNX Runtime: {detail}"))
 }
 
 pub(crate) fn ort_error(context: &str, e: impl std::fmt::Display) -> crate::Error {
-    crate::Error::Model(format!("onnx runtime: {context}: {e}"))
+    crate::Error::Backend(format!("onnx runtime: {context}: {e}"))
 }
 
 /// Per-stream scores of one batch, one row per sample.

@@ -31,8 +31,7 @@ impl OrtRgbBackend {
         max_batch: usize,
     ) -> crate::Result<Self> {
         let path = dir.join(&spec.file);
-        let bytes = std::fs::read(&path)
-            .map_err(|e| crate::Error::Model(format!("reading {}: {e}", path.display())))?;
+        let bytes = std::fs::read(&path).map_err(|e| crate::Error::io(&path, e))?;
         let session = session(&bytes, options)?;
         let batch = check_contract(session.inputs(), session.outputs(), spec).map_err(|e| {
             crate::Error::Model(format!(

@@ -3,6 +3,7 @@
 pub mod encode;
 pub mod flo;
 mod median;
+mod method;
 mod pyramid;
 pub mod synth;
 mod tvl1;
@@ -11,6 +12,7 @@ mod warp;
 
 use serde::{Deserialize, Serialize};
 
+pub use method::FlowMethod;
 pub use tvl1::{try_tvl1, tvl1};
 pub use tvl1_tensor::tvl1_batch;
 
@@ -297,41 +299,6 @@ impl Tvl1Params {
 impl Default for Tvl1Params {
     fn default() -> Self {
         Self::accurate()
-    }
-}
-
-/// A named parameter set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Preset {
-    /// [`Tvl1Params::accurate`].
-    #[default]
-    Accurate,
-    /// [`Tvl1Params::fast`].
-    Fast,
-}
-
-impl Preset {
-    /// The preset's parameters.
-    pub fn params(self) -> Tvl1Params {
-        match self {
-            Preset::Accurate => Tvl1Params::accurate(),
-            Preset::Fast => Tvl1Params::fast(),
-        }
-    }
-}
-
-impl std::str::FromStr for Preset {
-    type Err = FlowError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "accurate" => Ok(Preset::Accurate),
-            "fast" => Ok(Preset::Fast),
-            _ => Err(FlowError::InvalidParams(format!(
-                "unknown preset {s:?} (accurate or fast)"
-            ))),
-        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The way from upload to scores: decode and flow on a worker pool, then a batching
 //! queue in front of the backend thread.
 
+pub mod preparation;
 pub mod preprocess;
 pub mod queue;
 pub mod rgb;

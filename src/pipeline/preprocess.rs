@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use super::{Cancel, PipelineError};
 use crate::artifact::flow_timing;
-use crate::flow::{self, Flow, GrayImage, Tvl1Params};
+use crate::flow::{self, Flow, FlowMethod, GrayImage};
 use crate::video::{Clip, Resize, RgbFrame, Sampling, Video, VideoInfo};
 
 /// How a model wants its inputs prepared.
@@ -33,8 +33,8 @@ pub struct Preprocessing {
     /// Frames are decoded at this many times `size` for flow, then shrunk for RGB and
     /// the flow pooled back (`spec::PreprocessingSpec::flow_supersample`).
     pub flow_supersample: u32,
-    /// TV-L1 settings.
-    pub tvl1: Tvl1Params,
+    /// The flow method (TV-L1 with its parameters).
+    pub flow_method: FlowMethod,
     /// Which TV-L1 implementation computes the flow.
     pub flow_engine: FlowEngine,
 }
@@ -222,7 +222,7 @@ fn flow_stack(
         if cancel.is_cancelled() {
             return Err(PipelineError::Cancelled);
         }
-        let mut field = flow::tvl1(&pair[0], &pair[1], &pre.tvl1).pool(k);
+        let mut field = flow::tvl1(&pair[0], &pair[1], &pre.flow_method.params()).pool(k);
         push_planes(&mut planes, &mut field, scale, pre.flow_bound);
     }
     Ok(planes)
@@ -260,7 +260,8 @@ fn flow_stacks_batched(
     if cancel.is_cancelled() {
         return Err(PipelineError::Cancelled);
     }
-    let fields = flow::tvl1_batch(&prev, &next, &pre.tvl1, device).map_err(crate::Error::from)?;
+    let fields = flow::tvl1_batch(&prev, &next, &pre.flow_method.params(), device)
+        .map_err(crate::Error::from)?;
     let mut fields: Vec<Flow> = fields.into_iter().map(|f| f.pool(k)).collect();
     let per_clip = fields.len() / clips.len().max(1);
     Ok(fields
@@ -287,13 +288,13 @@ fn push_planes(planes: &mut Vec<f32>, field: &mut Flow, scale: f32, bound: f32) 
 }
 
 fn internal(message: String) -> PipelineError {
-    PipelineError::Failed(crate::Error::Model(message))
+    PipelineError::Failed(crate::Error::Preprocess(message))
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::flow::Preset;
+    use crate::flow::FlowMethod;
     use crate::video::Limits;
 
     /// A lavfi `source` encoded to H.264 and opened from memory.
@@ -321,7 +322,7 @@ pub(crate) mod tests {
             flow_bound: 20.0,
             flow_fps: None,
             flow_supersample: 1,
-            tvl1: Preset::Fast.params(),
+            flow_method: FlowMethod::Fast,
             flow_engine: FlowEngine::Cpu,
         }
     }

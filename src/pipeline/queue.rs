@@ -260,7 +260,7 @@ fn run_batch(
             for pending in batch {
                 let _ = pending
                     .reply
-                    .send(Err(PipelineError::Failed(crate::Error::Model(format!(
+                    .send(Err(PipelineError::Failed(crate::Error::Backend(format!(
                         "forward pass failed: {e}"
                     )))));
             }
@@ -285,7 +285,7 @@ fn forward_all(
         let (rgb, flow) = (rgb.narrow(0, start, len)?, flow.narrow(0, start, len)?);
         // A panic in the engine fails this batch, not the backend thread.
         let predicted = std::panic::catch_unwind(AssertUnwindSafe(|| backend.predict(&rgb, &flow)))
-            .map_err(|_| crate::Error::Model("the backend panicked".to_string()))?;
+            .map_err(|_| crate::Error::Backend("the backend panicked".to_string()))?;
         rows.extend(predicted?);
         start += len;
     }

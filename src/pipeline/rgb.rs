@@ -69,7 +69,7 @@ impl RgbPreprocessing {
             || frame.height as usize != side
             || frame.data.len() != side * side * 3
         {
-            return Err(PipelineError::Failed(crate::Error::Model(format!(
+            return Err(PipelineError::Failed(crate::Error::Preprocess(format!(
                 "a frame is {}x{}, not {side}x{side}",
                 frame.width, frame.height
             ))));
@@ -117,7 +117,7 @@ pub fn prepare(
     }
     let frames: Vec<&RgbFrame> = clips.iter().flat_map(|c| &c.frames).collect();
     if frames.len() != segments * t {
-        return Err(PipelineError::Failed(crate::Error::Model(format!(
+        return Err(PipelineError::Failed(crate::Error::Preprocess(format!(
             "sampled {} frames, not {}",
             frames.len(),
             segments * t

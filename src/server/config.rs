@@ -4,35 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::backend::device::Precision;
-use crate::flow::Preset;
+use crate::backend::{BackendKind, EngineOptions};
+use crate::flow::FlowMethod;
 use crate::video::Limits;
-
-/// Which inference engine runs the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BackendKind {
-    /// candle on the CPU or a CUDA device.
-    Candle,
-    /// ONNX Runtime (built with the `ort` feature; the library from `--ort-library`).
-    Ort,
-}
-
-/// The TV-L1 preset as a command-line value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum FlowPreset {
-    /// OpenCV's defaults: best accuracy.
-    Accurate,
-    /// Fewer scales and iterations: several times faster.
-    Fast,
-}
-
-impl From<FlowPreset> for Preset {
-    fn from(p: FlowPreset) -> Preset {
-        match p {
-            FlowPreset::Accurate => Preset::Accurate,
-            FlowPreset::Fast => Preset::Fast,
-        }
-    }
-}
 
 /// Everything the server can be told.
 #[derive(Debug, Clone, clap::Args)]
@@ -106,7 +80,7 @@ pub struct ServerConfig {
     /// TV-L1 preset for optical flow (default: the one the model was trained with,
     /// from its config.json, else fast).
     #[arg(long, env = "REVSTREAM_FLOW_PRESET", value_enum)]
-    pub flow_preset: Option<FlowPreset>,
+    pub flow_preset: Option<FlowMethod>,
     /// Jobs queued or running at once before new jobs get 429.
     #[arg(long, env = "REVSTREAM_MAX_JOBS", default_value_t = 8)]
     pub max_jobs: usize,
@@ -155,6 +129,17 @@ impl ServerConfig {
             config: ServerConfig,
         }
         Wrapper::try_parse_from(args).map(|w| w.config)
+    }
+
+    /// The engine settings backends are loaded with.
+    pub fn engine(&self) -> EngineOptions {
+        EngineOptions {
+            backend: self.backend,
+            device: self.device.clone(),
+            precision: self.dtype,
+            ort_library: self.ort_library.clone(),
+            max_batch: self.max_batch,
+        }
     }
 
     /// Decoding limits for uploads.

@@ -61,7 +61,7 @@ impl AppState {
     /// Starts the worker pool and one backend thread per model; models load in the
     /// background (see [`Models::wait_loaded`]).
     pub fn new(config: ServerConfig) -> crate::Result<AppState> {
-        let metrics = Metrics::new().map_err(|e| crate::Error::Model(format!("metrics: {e}")))?;
+        let metrics = Metrics::new()?;
         let models = Models::start(&config, &metrics)?;
         Ok(AppState {
             pool: Arc::new(WorkerPool::new(config.workers, config.worker_queue)?),

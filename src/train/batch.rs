@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::augment::Transform;
 use super::cache::CachedVideo;
-use super::error::Result;
+use crate::Result;
 use crate::artifact::ModelSpec;
 
 /// Input geometry and normalisation (what `config.json`'s preprocessing records).

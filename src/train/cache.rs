@@ -13,10 +13,10 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::dataset::Dataset;
-use super::error::{Result, TrainError};
 use crate::artifact::{ModelSpec, flow_timing};
-use crate::flow::{self, GrayImage, Preset};
+use crate::flow::{self, FlowMethod, GrayImage};
 use crate::video::{Limits, Resize, Video};
+use crate::{Error, Result};
 
 /// How videos are turned into cached frames and flow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,8 +25,8 @@ pub struct CacheSettings {
     pub size: u32,
     /// Flow is clipped to ±bound pixels before quantisation.
     pub flow_bound: f32,
-    /// TV-L1 preset.
-    pub preset: Preset,
+    /// Flow method.
+    pub preset: FlowMethod,
     /// At most this many frames per video are kept (from the start), before `flow_fps`
     /// thins them.
     pub max_frames: usize,
@@ -45,15 +45,13 @@ fn one() -> u32 {
 }
 
 impl CacheSettings {
-    /// How `spec`'s inputs are made, as the server makes them (the model's TV-L1 preset
-    /// unless `preset` overrides it; `fast` when it names none).
-    pub fn for_model(spec: &ModelSpec, preset: Option<Preset>) -> CacheSettings {
+    /// How `spec`'s inputs are made, as the server makes them (the flow method by
+    /// [`crate::artifact::PreprocessingSpec::flow_method`], `preset` as the request).
+    pub fn for_model(spec: &ModelSpec, preset: Option<FlowMethod>) -> CacheSettings {
         CacheSettings {
             size: spec.architecture.input_size as u32,
             flow_bound: spec.preprocessing.flow_bound,
-            preset: preset
-                .or(spec.preprocessing.flow_preset)
-                .unwrap_or(Preset::Fast),
+            preset: spec.preprocessing.flow_method(preset),
             max_frames: 300,
             flow_fps: spec.preprocessing.flow_fps,
             flow_supersample: spec.preprocessing.flow_supersample,
@@ -144,7 +142,7 @@ pub fn build_video(path: &Path, settings: &CacheSettings) -> Result<CachedVideo>
     frames.truncate(settings.max_frames.max(2));
     let frames: Vec<_> = frames.into_iter().step_by(stride).collect();
     if frames.len() < 2 {
-        return Err(TrainError::Dataset(format!(
+        return Err(Error::Dataset(format!(
             "{}: {} frame(s), need at least 2 for flow",
             path.display(),
             frames.len()
@@ -187,14 +185,14 @@ fn write_video(path: &Path, v: &CachedVideo) -> Result<()> {
     bytes.extend_from_slice(&v.flow_u);
     bytes.extend_from_slice(&v.flow_v);
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, &bytes).map_err(|e| TrainError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
+    std::fs::write(&tmp, &bytes).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 /// Reads one cache file.
 pub fn read_video(path: &Path) -> Result<CachedVideo> {
-    let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
-    let bad = |what: &str| TrainError::Dataset(format!("{}: {what}", path.display()));
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bad = |what: &str| Error::Dataset(format!("{}: {what}", path.display()));
     if bytes.len() < 12 || &bytes[..4] != MAGIC {
         return Err(bad("not a revstream cache file"));
     }
@@ -227,12 +225,12 @@ pub fn prepare(
     settings: &CacheSettings,
     on_video: &(dyn Fn() + Sync),
 ) -> Result<CacheIndex> {
-    std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let index_path = dir.join("index.json");
     if let Ok(text) = std::fs::read_to_string(&index_path) {
         let old: CacheIndex = serde_json::from_str(&text)?;
         if old.settings != settings.clone() {
-            return Err(TrainError::InvalidArgument(format!(
+            return Err(Error::InvalidArgument(format!(
                 "{} was made with other settings ({:?}); use another folder",
                 dir.display(),
                 old.settings
@@ -291,7 +289,7 @@ pub fn prepare(
         );
     }
     let text = serde_json::to_string_pretty(&index)?;
-    std::fs::write(&index_path, text).map_err(|e| TrainError::io(&index_path, e))?;
+    std::fs::write(&index_path, text).map_err(|e| Error::io(&index_path, e))?;
     Ok(index)
 }
 
@@ -302,6 +300,6 @@ fn read_header_frames(path: &Path) -> Result<usize> {
 /// Reads `dir/index.json`.
 pub fn load_index(dir: &Path) -> Result<CacheIndex> {
     let path = dir.join("index.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     Ok(serde_json::from_str(&text)?)
 }

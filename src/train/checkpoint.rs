@@ -9,9 +9,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use super::error::{Result, TrainError};
 use super::metrics::EpochMetrics;
 use crate::artifact::ModelSpec;
+use crate::{Error, Result};
 
 /// Training progress saved with each checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,17 +33,16 @@ pub fn save(
     optim: HashMap<String, Tensor>,
     state: &TrainState,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let tmp = dir.join("model.safetensors.tmp");
     vars.save(&tmp)?;
-    std::fs::rename(&tmp, dir.join("model.safetensors")).map_err(|e| TrainError::io(dir, e))?;
+    std::fs::rename(&tmp, dir.join("model.safetensors")).map_err(|e| Error::io(dir, e))?;
     let tmp = dir.join("optim.safetensors.tmp");
     candle_core::safetensors::save(&optim, &tmp)?;
-    std::fs::rename(&tmp, dir.join("optim.safetensors")).map_err(|e| TrainError::io(dir, e))?;
+    std::fs::rename(&tmp, dir.join("optim.safetensors")).map_err(|e| Error::io(dir, e))?;
     let tmp = dir.join("state.json.tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(state)?)
-        .map_err(|e| TrainError::io(&tmp, e))?;
-    std::fs::rename(&tmp, dir.join("state.json")).map_err(|e| TrainError::io(dir, e))
+    std::fs::write(&tmp, serde_json::to_string_pretty(state)?).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, dir.join("state.json")).map_err(|e| Error::io(dir, e))
 }
 
 /// Loads a checkpoint's weights into `vars`; returns the optimiser state and progress.
@@ -51,22 +50,21 @@ pub fn load(dir: &Path, vars: &mut VarMap) -> Result<(HashMap<String, Tensor>, T
     vars.load(dir.join("model.safetensors"))?;
     let optim = candle_core::safetensors::load(dir.join("optim.safetensors"), &Device::Cpu)?;
     let path = dir.join("state.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     Ok((optim, serde_json::from_str(&text)?))
 }
 
 /// Writes a servable model folder: `config.json`, `model.safetensors` and a README.
 pub fn export(dir: &Path, vars: &VarMap, model: &ModelSpec, readme: &str) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     vars.save(dir.join("model.safetensors"))?;
     let config = dir.join("config.json");
     std::fs::write(&config, serde_json::to_string_pretty(model)?)
-        .map_err(|e| TrainError::io(&config, e))?;
+        .map_err(|e| Error::io(&config, e))?;
     let labels = dir.join("labels.txt");
-    std::fs::write(&labels, model.labels.join("\n") + "\n")
-        .map_err(|e| TrainError::io(&labels, e))?;
+    std::fs::write(&labels, model.labels.join("\n") + "\n").map_err(|e| Error::io(&labels, e))?;
     let path = dir.join("README.md");
-    std::fs::write(&path, readme).map_err(|e| TrainError::io(&path, e))
+    std::fs::write(&path, readme).map_err(|e| Error::io(&path, e))
 }
 
 /// Re-initialises every conv/linear weight from `seed` (Kaiming-uniform, as candle-nn
@@ -77,7 +75,7 @@ pub fn seeded_init(vars: &VarMap, seed: u64) -> Result<()> {
     let data = vars
         .data()
         .lock()
-        .map_err(|_| TrainError::InvalidArgument("poisoned var map".into()))?;
+        .map_err(|_| Error::InvalidArgument("poisoned var map".into()))?;
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();
     let mut rng = StdRng::seed_from_u64(seed);
@@ -125,7 +123,7 @@ pub fn init_from(vars: &VarMap, path: &Path) -> Result<(usize, usize)> {
     let data = vars
         .data()
         .lock()
-        .map_err(|_| TrainError::InvalidArgument("poisoned var map".into()))?;
+        .map_err(|_| Error::InvalidArgument("poisoned var map".into()))?;
     let (mut loaded, mut skipped) = (0, 0);
     for (key, tensor) in &file {
         for stream in ["appearance", "motion"] {

@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
-use super::error::{Result, TrainError};
+use crate::{Error, Result};
 
 /// File extensions taken as videos when scanning class folders.
 pub const VIDEO_EXTENSIONS: [&str; 9] = [
@@ -59,7 +59,7 @@ impl Dataset {
         match spec.extension().and_then(|e| e.to_str()) {
             Some(e) if e.eq_ignore_ascii_case("csv") => Dataset::from_csv(spec),
             Some(e) if e.eq_ignore_ascii_case("txt") => Dataset::from_ucf101(spec, None),
-            _ => Err(TrainError::Dataset(format!(
+            _ => Err(Error::Dataset(format!(
                 "{}: expected a folder, a .csv file or a UCF101 .txt list",
                 spec.display()
             ))),
@@ -76,7 +76,7 @@ impl Dataset {
             }
         }
         if labels.is_empty() {
-            return Err(TrainError::Dataset(format!(
+            return Err(Error::Dataset(format!(
                 "{}: no class folders",
                 root.display()
             )));
@@ -104,7 +104,7 @@ impl Dataset {
     /// Reads a CSV of `path,label` (optional header; relative paths are relative to the
     /// CSV's folder). Labels are the sorted distinct label names.
     pub fn from_csv(csv: &Path) -> Result<Dataset> {
-        let text = std::fs::read_to_string(csv).map_err(|e| TrainError::io(csv, e))?;
+        let text = std::fs::read_to_string(csv).map_err(|e| Error::io(csv, e))?;
         let base = csv.parent().unwrap_or(Path::new("."));
         let mut rows = Vec::new();
         let mut ds = Dataset::default();
@@ -146,7 +146,7 @@ impl Dataset {
     pub fn from_ucf101(list: &Path, video_root: Option<&Path>) -> Result<Dataset> {
         let dir = list.parent().unwrap_or(Path::new("."));
         let class_ind = dir.join("classInd.txt");
-        let ind = std::fs::read_to_string(&class_ind).map_err(|e| TrainError::io(&class_ind, e))?;
+        let ind = std::fs::read_to_string(&class_ind).map_err(|e| Error::io(&class_ind, e))?;
         let mut classes: Vec<(usize, String)> = Vec::new();
         for (n, line) in ind.lines().enumerate() {
             let line = line.trim();
@@ -157,7 +157,7 @@ impl Dataset {
             match (parts.next().map(str::parse::<usize>), parts.next()) {
                 (Some(Ok(i)), Some(name)) if i >= 1 => classes.push((i, name.to_string())),
                 _ => {
-                    return Err(TrainError::Dataset(format!(
+                    return Err(Error::Dataset(format!(
                         "{} line {}: expected `index ClassName`, got {line:?}",
                         class_ind.display(),
                         n + 1
@@ -167,7 +167,7 @@ impl Dataset {
         }
         classes.sort();
         if classes.iter().enumerate().any(|(k, (i, _))| *i != k + 1) {
-            return Err(TrainError::Dataset(format!(
+            return Err(Error::Dataset(format!(
                 "{}: class indices must run 1..N without gaps",
                 class_ind.display()
             )));
@@ -177,7 +177,7 @@ impl Dataset {
             ..Dataset::default()
         };
         let root = video_root.unwrap_or(dir);
-        let text = std::fs::read_to_string(list).map_err(|e| TrainError::io(list, e))?;
+        let text = std::fs::read_to_string(list).map_err(|e| Error::io(list, e))?;
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() {
@@ -257,7 +257,7 @@ impl Dataset {
 
     fn finish(self, source: &Path) -> Result<Dataset> {
         if self.samples.is_empty() {
-            return Err(TrainError::Dataset(format!(
+            return Err(Error::Dataset(format!(
                 "{}: no usable videos ({} entries skipped)",
                 source.display(),
                 self.skipped.len()
@@ -284,7 +284,7 @@ fn unquote(s: &str) -> &str {
 
 fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| TrainError::io(dir, e))?
+        .map_err(|e| Error::io(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     out.sort();

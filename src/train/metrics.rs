@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{Result, TrainError};
+use crate::{Error, Result};
 
 /// Counts predictions against labels for `classes` classes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,7 +100,7 @@ pub fn append_jsonl<T: Serialize>(path: &Path, record: &T) -> Result<()> {
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|e| TrainError::io(path, e))?;
+        .map_err(|e| Error::io(path, e))?;
     let line = serde_json::to_string(record)?;
-    writeln!(f, "{line}").map_err(|e| TrainError::io(path, e))
+    writeln!(f, "{line}").map_err(|e| Error::io(path, e))
 }

@@ -5,7 +5,6 @@ pub mod batch;
 pub mod cache;
 pub mod checkpoint;
 pub mod dataset;
-pub mod error;
 pub mod metrics;
 pub mod optim;
 pub mod plots;
@@ -14,4 +13,4 @@ pub mod seed;
 pub mod synth;
 pub mod trainer;
 
-pub use error::{Result, TrainError};
+pub use crate::{Error, Result};

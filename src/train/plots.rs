@@ -8,10 +8,10 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::error::{Result, TrainError};
+use crate::{Error, Result};
 
-fn plot_err<E: std::fmt::Display>(e: E) -> TrainError {
-    TrainError::InvalidArgument(format!("plot: {e}"))
+fn plot_err<E: std::fmt::Display>(e: E) -> Error {
+    Error::InvalidArgument(format!("plot: {e}"))
 }
 
 /// Series colours, in the order series are passed.

@@ -15,13 +15,13 @@ use super::augment::Transform;
 use super::batch::{self, InputSpec};
 use super::cache::CachedVideo;
 use super::checkpoint::{self, TrainState};
-use super::error::{Result, TrainError};
 use super::metrics::{self, EpochMetrics, Tally};
 use super::optim::{Optimizer, OptimizerKind, Schedule};
 use super::plots;
 use super::revprop;
 use crate::artifact::ModelSpec;
 use crate::model::{StResNet, StreamLogits};
+use crate::{Error, Result};
 
 /// Training hyper-parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -200,20 +200,20 @@ pub fn train(
     on_step: &mut dyn FnMut(usize, usize, f32),
 ) -> Result<Trained> {
     if train.is_empty() {
-        return Err(TrainError::InvalidArgument("empty training set".into()));
+        return Err(Error::InvalidArgument("empty training set".into()));
     }
-    std::fs::create_dir_all(&run.0).map_err(|e| TrainError::io(&run.0, e))?;
+    std::fs::create_dir_all(&run.0).map_err(|e| Error::io(&run.0, e))?;
     let spec = InputSpec::of(model_file);
     let classes = model_file.labels.len();
     let device = crate::backend::device::parse(&opts.device)
-        .map_err(|e| TrainError::InvalidArgument(e.to_string()))?;
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
     tracing::info!(device = %crate::backend::device::name(&device), "training in f32");
     let (mut vars, net) = build_on(model_file, opts.seed, &device)?;
     let params: Vec<(String, candle_core::Var)> = {
         let data = vars
             .data()
             .lock()
-            .map_err(|_| TrainError::InvalidArgument("poisoned var map".into()))?;
+            .map_err(|_| Error::InvalidArgument("poisoned var map".into()))?;
         data.iter()
             .filter(|(n, _)| !n.ends_with("running_mean") && !n.ends_with("running_var"))
             .map(|(n, v)| (n.clone(), v.clone()))
@@ -241,7 +241,7 @@ pub fn train(
         if saved.model.architecture != model_file.architecture
             || saved.model.labels != model_file.labels
         {
-            return Err(TrainError::InvalidArgument(
+            return Err(Error::InvalidArgument(
                 "the checkpoint was made for another architecture or label set".into(),
             ));
         }
@@ -250,7 +250,7 @@ pub fn train(
         state = saved;
     } else {
         if run.metrics().exists() {
-            std::fs::remove_file(run.metrics()).map_err(|e| TrainError::io(run.metrics(), e))?;
+            std::fs::remove_file(run.metrics()).map_err(|e| Error::io(run.metrics(), e))?;
         }
         if let Some(path) = &opts.init_from {
             let (loaded, skipped) = checkpoint::init_from(&vars, path)?;
@@ -289,7 +289,7 @@ pub fn train(
                 revprop::plain_forward_backward(&net, &rgb, &flow, false, loss_fn)?
             };
             if !step.loss.is_finite() {
-                return Err(TrainError::InvalidArgument(format!(
+                return Err(Error::InvalidArgument(format!(
                     "loss became {} at epoch {} step {i}; lower --lr",
                     step.loss,
                     epoch + 1

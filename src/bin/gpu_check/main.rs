@@ -17,7 +17,7 @@ use clap::Parser;
 use revstream::artifact::ModelSpec;
 use revstream::backend::device;
 use revstream::flow::synth::{Motion, pair};
-use revstream::flow::{Flow, Preset, Tvl1Params, tvl1, tvl1_batch};
+use revstream::flow::{Flow, FlowMethod, Tvl1Params, tvl1, tvl1_batch};
 use revstream::model::{Config, StResNet, StreamLogits};
 use revstream::train::checkpoint;
 use revstream::train::revprop::{Step, forward_backward, plain_forward_backward};
@@ -285,7 +285,7 @@ fn flow(batches: &[usize], gpu: Option<&Device>) -> anyhow::Result<Value> {
     let next: Vec<_> = gts.iter().map(|g| g.next.clone()).collect();
     let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
     let mut parity = Vec::new();
-    for preset in [Preset::Fast, Preset::Accurate] {
+    for preset in [FlowMethod::Fast, FlowMethod::Accurate] {
         let params = preset.params();
         let started = Instant::now();
         let cpu: Vec<Flow> = gts

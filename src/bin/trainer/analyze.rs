@@ -11,7 +11,7 @@ use revstream::analysis::inputs::{self, Batch};
 use revstream::analysis::power::PowerOptions;
 use revstream::analysis::{alignment, lesion, paths};
 use revstream::artifact::ModelSpec;
-use revstream::flow::Preset;
+use revstream::flow::FlowMethod;
 use revstream::model::StResNet;
 use revstream::train::batch::InputSpec;
 use revstream::train::cache::CacheSettings;
@@ -51,9 +51,9 @@ pub struct DataArgs {
     /// Cache folder for the dataset's frames and flow (default: <out>/cache; reused).
     #[arg(long)]
     pub cache: Option<PathBuf>,
-    /// TV-L1 preset used for the flow (default: the model's, as `eval` does).
-    #[arg(long)]
-    pub preset: Option<String>,
+    /// Flow method (default: the model's, as `eval` does).
+    #[arg(long, value_enum)]
+    pub preset: Option<FlowMethod>,
     /// Where the JSON report and the PNG charts go.
     #[arg(long)]
     pub out: PathBuf,
@@ -118,12 +118,7 @@ struct Loaded {
 
 fn load(args: &DataArgs) -> anyhow::Result<Loaded> {
     let spec = ModelSpec::load(&args.model)?;
-    let preset = args
-        .preset
-        .as_deref()
-        .map(str::parse::<Preset>)
-        .transpose()?;
-    let settings = CacheSettings::for_model(&spec, preset);
+    let settings = CacheSettings::for_model(&spec, args.preset);
     let cache = args.cache.clone().unwrap_or_else(|| args.out.join("cache"));
     let index = prepare(&args.data, &cache, &settings, Some(&spec.labels))?;
     if index.entries.is_empty() {

@@ -7,7 +7,7 @@ use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use clap::Args;
 use revstream::artifact::ModelSpec;
-use revstream::flow::Preset;
+use revstream::flow::FlowMethod;
 use revstream::model::StResNet;
 use revstream::train::batch::InputSpec;
 use revstream::train::cache::CacheSettings;
@@ -33,9 +33,9 @@ pub struct EvalArgs {
     /// Which score to report as the headline: rgb, flow or both (fused). All three are in the report.
     #[arg(long, default_value = "both")]
     pub streams: String,
-    /// TV-L1 preset used for the flow (default: the model's, as the server does).
-    #[arg(long)]
-    pub preset: Option<String>,
+    /// Flow method (default: the model's, as the server does).
+    #[arg(long, value_enum)]
+    pub preset: Option<FlowMethod>,
     /// Where report.json and confusion.png go (default: the cache folder).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -84,12 +84,7 @@ fn stream_report(t: &Tally, labels: &[String]) -> StreamReport {
 /// Runs `eval`.
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let spec = ModelSpec::load(&args.model)?;
-    let preset = args
-        .preset
-        .as_deref()
-        .map(str::parse::<Preset>)
-        .transpose()?;
-    let settings = CacheSettings::for_model(&spec, preset);
+    let settings = CacheSettings::for_model(&spec, args.preset);
     let index = prepare(&args.data, &args.cache, &settings, Some(&spec.labels))?;
     let set = load_set(
         &args.cache,

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use image::codecs::jpeg::JpegEncoder;
 use indicatif::{ProgressBar, ProgressStyle};
-use revstream::flow::{GrayImage, Preset, encode, flo, try_tvl1};
+use revstream::flow::{FlowMethod, GrayImage, encode, flo, try_tvl1};
 use revstream::video::{Limits, Resize, Video};
 
 /// Arguments of `revstream-trainer flow`.
@@ -27,7 +27,7 @@ pub struct FlowArgs {
         default_value = "accurate",
         env = "REVSTREAM_FLOW_PRESET"
     )]
-    preset: PresetArg,
+    preset: FlowMethod,
     /// Video frames are resized to this shorter side before flow (0: native size).
     #[arg(long, default_value_t = 256)]
     short_side: u32,
@@ -37,22 +37,6 @@ pub struct FlowArgs {
     /// JPEG quality of the flow images.
     #[arg(long, default_value_t = 95, value_parser = clap::value_parser!(u8).range(1..=100))]
     quality: u8,
-}
-
-/// clap's view of [`Preset`].
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum PresetArg {
-    Accurate,
-    Fast,
-}
-
-impl From<PresetArg> for Preset {
-    fn from(p: PresetArg) -> Preset {
-        match p {
-            PresetArg::Accurate => Preset::Accurate,
-            PresetArg::Fast => Preset::Fast,
-        }
-    }
 }
 
 /// Runs the subcommand.
@@ -77,7 +61,7 @@ fn load_gray(path: &Path) -> anyhow::Result<GrayImage> {
 
 fn flow_of_images(first: &Path, second: &Path, args: &FlowArgs) -> anyhow::Result<()> {
     let (prev, next) = (load_gray(first)?, load_gray(second)?);
-    let flow = try_tvl1(&prev, &next, &Preset::from(args.preset).params())?;
+    let flow = try_tvl1(&prev, &next, &args.preset.params())?;
     flo::write(&args.output, &flow)
         .with_context(|| format!("writing {}", args.output.display()))?;
     tracing::info!(output = %args.output.display(), width = flow.width, height = flow.height, "flow written");
@@ -103,7 +87,7 @@ fn flow_of_video(path: &Path, args: &FlowArgs) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("creating {}", args.output.display()))?;
-    let params = Preset::from(args.preset).params();
+    let params = args.preset.params();
     let bar = ProgressBar::new(frames.len() as u64 - 1).with_style(ProgressStyle::with_template(
         "{prefix} {bar:40} {pos}/{len} pairs [{elapsed} < {eta}]",
     )?);

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use revstream::flow::Preset;
+use revstream::flow::FlowMethod;
 use revstream::train::cache::{self, CacheIndex, CacheSettings};
 use revstream::train::dataset::Dataset;
 
@@ -25,8 +25,8 @@ pub struct PrepareArgs {
     #[arg(long, default_value_t = 8.0)]
     pub flow_bound: f32,
     /// TV-L1 preset: fast (what the server uses by default) or accurate.
-    #[arg(long, default_value = "fast")]
-    pub preset: String,
+    #[arg(long, value_enum, default_value = "fast")]
+    pub preset: FlowMethod,
     /// Frames kept per video, from the start.
     #[arg(long, default_value_t = 300)]
     pub max_frames: usize,
@@ -83,7 +83,7 @@ pub fn prepare(
 
 /// Runs `prepare`.
 pub fn run(args: PrepareArgs) -> anyhow::Result<()> {
-    let preset: Preset = args.preset.parse()?;
+    let preset = args.preset;
     let settings = CacheSettings {
         size: args.size,
         flow_bound: args.flow_bound,

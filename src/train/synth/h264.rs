@@ -7,7 +7,7 @@ use ffmpeg_next::format::Pixel;
 use ffmpeg_next::software::scaling::{Context as Scaler, Flags};
 use ffmpeg_next::{Dictionary, Packet, Rational, codec, encoder, format, frame};
 
-use crate::train::error::{Result, TrainError};
+use crate::{Error, Result};
 
 static INIT: Once = Once::new();
 
@@ -30,14 +30,14 @@ pub fn write_h264(
     });
     let expected = width as usize * height as usize * 3;
     if let Some(bad) = frames.iter().find(|f| f.len() != expected) {
-        return Err(TrainError::InvalidArgument(format!(
+        return Err(Error::InvalidArgument(format!(
             "frame of {} bytes, expected {expected} for {width}x{height} RGB",
             bad.len()
         )));
     }
     let mut octx = format::output(&path)?;
     let codec = encoder::find(codec::Id::H264)
-        .ok_or_else(|| TrainError::Ffmpeg("no H.264 encoder in this FFmpeg".into()))?;
+        .ok_or_else(|| Error::Ffmpeg("no H.264 encoder in this FFmpeg".into()))?;
     let global_header = octx.format().flags().contains(format::Flags::GLOBAL_HEADER);
     let mut stream = octx.add_stream(codec)?;
     let mut enc = codec::context::Context::new_with_codec(codec)
@@ -64,7 +64,7 @@ pub fn write_h264(
     octx.write_header()?;
     let stream_tb = octx
         .stream(0)
-        .ok_or_else(|| TrainError::Ffmpeg("output stream vanished".into()))?
+        .ok_or_else(|| Error::Ffmpeg("output stream vanished".into()))?
         .time_base();
 
     let mut scaler = Scaler::get(

@@ -14,7 +14,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
-use super::error::{Result, TrainError};
+use crate::{Error, Result};
 pub use h264::write_h264;
 use paint::{Rgb, Shape, Texture, contrasting_colour, random_colour};
 
@@ -64,19 +64,19 @@ impl SynthOptions {
             || !self.width.is_multiple_of(2)
             || !self.height.is_multiple_of(2)
         {
-            return Err(TrainError::InvalidArgument(format!(
+            return Err(Error::InvalidArgument(format!(
                 "size {}x{}: sides must be even and at least 32",
                 self.width, self.height
             )));
         }
         if !(1.0..=240.0).contains(&self.fps) {
-            return Err(TrainError::InvalidArgument(format!(
+            return Err(Error::InvalidArgument(format!(
                 "fps {} not in 1..=240",
                 self.fps
             )));
         }
         if !(0.2..=60.0).contains(&self.seconds) || self.frames() < 4 {
-            return Err(TrainError::InvalidArgument(format!(
+            return Err(Error::InvalidArgument(format!(
                 "{} s at {} fps: need at least 4 frames and at most 60 s",
                 self.seconds, self.fps
             )));
@@ -481,7 +481,7 @@ pub fn generate(
     opts.validate()?;
     for label in LABELS {
         let dir = out.join(label);
-        std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     }
     let jobs: Vec<(usize, usize)> = (0..LABELS.len())
         .flat_map(|c| (0..per_class).map(move |i| (c, i)))
