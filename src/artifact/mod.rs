@@ -6,6 +6,7 @@
 
 pub mod external;
 mod folder;
+pub mod inputs;
 pub mod spec;
 
 pub use external::ExternalSpec;

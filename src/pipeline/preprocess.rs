@@ -7,7 +7,7 @@ use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
 use super::{Cancel, PipelineError};
-use crate::artifact::flow_timing;
+use crate::artifact::{flow_timing, inputs};
 use crate::flow::{self, Flow, FlowMethod, GrayImage};
 use crate::video::{Clip, Resize, RgbFrame, Sampling, Video, VideoInfo};
 
@@ -80,6 +80,24 @@ pub fn clip_starts(first: u64, end: u64, count: usize, clip_len: usize) -> Vec<u
         .collect()
 }
 
+/// `count` starts of clips of `clip_len` frames `stride` apart over frames `[first, end)`:
+/// [`clip_starts`] on the grid of every `stride`-th frame from `first`, mapped back. On a
+/// whole video that grid is the frames the trainer's cache keeps (`train::cache`), so
+/// serving reads the very frames an evaluation batch reads.
+pub fn strided_clip_starts(
+    (first, end): (u64, u64),
+    count: usize,
+    clip_len: usize,
+    stride: usize,
+) -> Vec<u64> {
+    let stride = stride.max(1) as u64;
+    let grid = end.saturating_sub(first).div_ceil(stride);
+    clip_starts(0, grid, count, clip_len)
+        .into_iter()
+        .map(|j| first + j * stride)
+        .collect()
+}
+
 /// Frame range `[first, end)` covering seconds `[start_s, end_s)` of a video.
 pub fn frame_range(info: &VideoInfo, start_s: f64, end_s: f64) -> (u64, u64) {
     let to_frame = |s: f64| ((s * info.fps).round().max(0.0) as u64).min(info.frames);
@@ -101,7 +119,7 @@ pub fn prepare(
     let started = Instant::now();
     let decode_span = tracing::debug_span!("decode", positions = segments * t).entered();
     let sampling = Sampling::Starts {
-        starts: clip_starts(range.0, range.1, segments * t, l * stride + 1),
+        starts: strided_clip_starts(range, segments * t, l + 1, stride),
         clip_len: l + 1,
         stride,
     };
@@ -193,15 +211,7 @@ fn push_rgb(
 ) -> Result<(), PipelineError> {
     check_size(frame, side)?;
     for c in 0..3 {
-        let (mean, std) = (pre.mean[c], pre.std[c]);
-        out.extend(
-            frame
-                .data
-                .iter()
-                .skip(c)
-                .step_by(3)
-                .map(|&v| (v as f32 / 255.0 - mean) / std),
-        );
+        out.extend(inputs::rgb_channel(&frame.data, c, pre.mean[c], pre.std[c]));
     }
     Ok(())
 }
@@ -283,7 +293,7 @@ fn push_planes(planes: &mut Vec<f32>, field: &mut Flow, scale: f32, bound: f32) 
     field.scale(scale);
     let (u, v) = flow::encode::quantize(field, bound);
     for plane in [u, v] {
-        planes.extend(plane.iter().map(|&q| q as f32 * (2.0 / 255.0) - 1.0));
+        planes.extend(inputs::flow_plane(&plane));
     }
 }
 
@@ -480,5 +490,24 @@ pub(crate) mod tests {
         assert_eq!(clip_starts(0, 0, 2, 3), vec![0, 0]);
         // The last clip ends at the range's end rather than past it.
         assert_eq!(clip_starts(0, 8, 2, 5), vec![0, 3]);
+    }
+
+    #[test]
+    fn strided_clips_sit_on_the_grid_the_trainer_caches() {
+        for (range, count) in [((0, 100), 4), ((7, 31), 3)] {
+            assert_eq!(
+                strided_clip_starts(range, count, 3, 1),
+                clip_starts(range.0, range.1, count, 3)
+            );
+        }
+        // 50 frames at stride 2: the cache keeps 25, whose centred positions for 4
+        // clips of 3 are 1, 7, 14, 20 (`train::batch::positions`).
+        assert_eq!(strided_clip_starts((0, 50), 4, 3, 2), vec![2, 14, 28, 40]);
+        // A window's grid starts at its first frame; its last clip ends inside it.
+        let starts = strided_clip_starts((10, 31), 2, 4, 3);
+        assert!(
+            starts.iter().all(|s| (s - 10) % 3 == 0 && s + 9 < 31),
+            "{starts:?}"
+        );
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! T positions are spread over the video (TSN segments); each position is a clip of
 //! L + 1 consecutive frames: its first frame is the RGB input and its L flow fields the
-//! motion input, clipped to ±bound and divided by it. Evaluation centres each position
-//! in its segment exactly as `pipeline::preprocess::clip_starts` does in the server;
+//! motion input, through the same arithmetic as the server's (`artifact::inputs`).
+//! Evaluation centres each position in its segment exactly as the server does
+//! (`pipeline::preprocess::strided_clip_starts`; `tests/train_serve_inputs.rs`);
 //! training picks a random point in each segment.
 
 use candle_core::{Device, Tensor};
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::augment::Transform;
 use super::cache::CachedVideo;
 use crate::Result;
-use crate::artifact::ModelSpec;
+use crate::artifact::{ModelSpec, inputs};
 
 /// Input geometry and normalisation (what `config.json`'s preprocessing records).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,16 +80,19 @@ pub fn push_sample(
     for &start in starts {
         let frame = video.frame(start.min(video.frames - 1));
         for c in 0..3 {
-            for (b, px) in buf.iter_mut().zip(frame.iter().skip(c).step_by(3)) {
-                *b = (*px as f32 / 255.0 - spec.mean[c]) / spec.std[c];
+            for (b, x) in
+                buf.iter_mut()
+                    .zip(inputs::rgb_channel(frame, c, spec.mean[c], spec.std[c]))
+            {
+                *b = x;
             }
             transform.apply(&buf, s, rgb);
         }
         for k in 0..spec.flow_stack {
             let (u, v) = video.flow((start + k).min(video.frames - 2));
             for (q, sign) in [(u, if transform.flip { -1.0 } else { 1.0 }), (v, 1.0)] {
-                for (b, x) in buf.iter_mut().zip(q) {
-                    *b = *x as f32 * (2.0 / 255.0) - 1.0;
+                for (b, x) in buf.iter_mut().zip(inputs::flow_plane(q)) {
+                    *b = x;
                 }
                 let from = flow.len();
                 transform.apply(&buf, s, flow);
