@@ -4,6 +4,7 @@
 //! resizing, flow quantisation) would make a model see in serving what it never saw in
 //! training.
 
+#[allow(dead_code)] // the helpers other tests use
 #[path = "common/videos.rs"]
 mod videos;
 
