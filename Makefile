@@ -65,6 +65,7 @@ bench: deps
 fmt:
 	cargo fmt --all
 
+# Run by .ci/run before the tests.
 lint: deps
 	cargo fmt --all --check
-	cargo clippy --all-targets --features ort -- -D warnings
+	CARGO_INCREMENTAL=0 cargo clippy --all-targets --features ort -- -D warnings

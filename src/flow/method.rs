@@ -3,10 +3,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Tvl1Params;
+use candle_core::Device;
+
+use super::{Flow, FlowError, GrayImage, Tvl1Params, tvl1, tvl1_batch};
 
 /// How optical flow is computed. Serialised in lower case (`"fast"`), the name config
-/// files, caches and flags use; a new method is a new variant here and its parameters.
+/// files, caches and flags use. Serving and training compute flow through
+/// [`FlowMethod::compute`] and [`FlowMethod::compute_batch`], so a new method is a variant
+/// here, its parameters and, for a new algorithm, its module and the two dispatches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum FlowMethod {
@@ -23,6 +27,22 @@ impl FlowMethod {
             FlowMethod::Accurate => Tvl1Params::accurate(),
             FlowMethod::Fast => Tvl1Params::fast(),
         }
+    }
+
+    /// The flow from `prev` to `next`, on the CPU.
+    pub fn compute(self, prev: &GrayImage, next: &GrayImage) -> Flow {
+        tvl1(prev, next, &self.params())
+    }
+
+    /// The flows of every pair `(prev[i], next[i])` in one batched call on `device` (the
+    /// GPU a served model runs on).
+    pub fn compute_batch(
+        self,
+        prev: &[GrayImage],
+        next: &[GrayImage],
+        device: &Device,
+    ) -> Result<Vec<Flow>, FlowError> {
+        tvl1_batch(prev, next, &self.params(), device)
     }
 
     /// Its name, as serialised.

@@ -232,7 +232,7 @@ fn flow_stack(
         if cancel.is_cancelled() {
             return Err(PipelineError::Cancelled);
         }
-        let mut field = flow::tvl1(&pair[0], &pair[1], &pre.flow_method.params()).pool(k);
+        let mut field = pre.flow_method.compute(&pair[0], &pair[1]).pool(k);
         push_planes(&mut planes, &mut field, scale, pre.flow_bound);
     }
     Ok(planes)
@@ -270,7 +270,9 @@ fn flow_stacks_batched(
     if cancel.is_cancelled() {
         return Err(PipelineError::Cancelled);
     }
-    let fields = flow::tvl1_batch(&prev, &next, &pre.flow_method.params(), device)
+    let fields = pre
+        .flow_method
+        .compute_batch(&prev, &next, device)
         .map_err(crate::Error::from)?;
     let mut fields: Vec<Flow> = fields.into_iter().map(|f| f.pool(k)).collect();
     let per_clip = fields.len() / clips.len().max(1);

@@ -149,7 +149,6 @@ pub fn build_video(path: &Path, settings: &CacheSettings) -> Result<CachedVideo>
         )));
     }
     let size = settings.size as usize;
-    let params = settings.preset.params();
     let grays: Vec<GrayImage> = frames
         .iter()
         .map(|f| GrayImage::from_rgb(&f.data, big as usize, big as usize))
@@ -157,7 +156,7 @@ pub fn build_video(path: &Path, settings: &CacheSettings) -> Result<CachedVideo>
     let mut flow_u = Vec::with_capacity((frames.len() - 1) * size * size);
     let mut flow_v = Vec::with_capacity(flow_u.capacity());
     for pair in grays.windows(2) {
-        let mut field = flow::tvl1(&pair[0], &pair[1], &params).pool(k as usize);
+        let mut field = settings.preset.compute(&pair[0], &pair[1]).pool(k as usize);
         field.scale(scale);
         let (u, v) = flow::encode::quantize(&field, settings.flow_bound);
         flow_u.extend_from_slice(&u);
