@@ -115,8 +115,8 @@ impl ModelSpec {
     pub fn save(&self, dir: &Path) -> crate::Result<()> {
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| crate::Error::Model(format!("serialising the model spec: {e}")))?;
-        std::fs::write(dir.join("config.json"), text)?;
-        Ok(())
+        let path = dir.join("config.json");
+        std::fs::write(&path, text).map_err(|e| crate::Error::io(&path, e))
     }
 
     /// Checks the parts fit together.
