@@ -55,10 +55,22 @@ pub struct ServerConfig {
     /// Requests that may wait for the model before requests get 429.
     #[arg(long, env = "REVSTREAM_BATCH_QUEUE", default_value_t = 64)]
     pub batch_queue: usize,
-    /// Largest accepted upload, in bytes.
-    #[arg(long, env = "REVSTREAM_MAX_BODY_BYTES", default_value_t = 512 * 1024 * 1024,
+    /// Largest accepted upload, in bytes (refused with 413 as soon as it passes).
+    #[arg(long, env = "REVSTREAM_MAX_BODY_BYTES", default_value_t = 2 << 30,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_body_bytes: u64,
+    /// Uploads up to this many bytes stay in memory; larger ones are written to a
+    /// temporary file in `--upload-dir`, which FFmpeg reads.
+    #[arg(long, env = "REVSTREAM_UPLOAD_MEMORY_BYTES", default_value_t = 8 << 20)]
+    pub upload_memory_bytes: u64,
+    /// Folder for the temporary upload files (a folder of this server's inside it,
+    /// removed at shutdown); default: the system's temporary folder.
+    #[arg(long, env = "REVSTREAM_UPLOAD_DIR")]
+    pub upload_dir: Option<PathBuf>,
+    /// Most bytes of temporary upload files at once, over every request: an upload that
+    /// would pass it gets 503 `storage_full` (413 if it alone is larger).
+    #[arg(long, env = "REVSTREAM_UPLOAD_DISK_BYTES", default_value_t = 8 << 30)]
+    pub upload_disk_bytes: u64,
     /// Longest accepted video, in seconds.
     #[arg(long, env = "REVSTREAM_MAX_DURATION_S", default_value_t = 3600.0,
           value_parser = positive_seconds)]

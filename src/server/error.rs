@@ -32,6 +32,8 @@ pub enum ErrorKind {
     NotReady,
     /// The request ran past the configured per-request timeout.
     Timeout,
+    /// Uploads in flight fill the disk budget for upload files; retry later.
+    StorageFull,
     /// Our own bug or an I/O failure on our side.
     Internal,
 }
@@ -48,7 +50,9 @@ impl ErrorKind {
             ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorKind::Video(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorKind::Overloaded => StatusCode::TOO_MANY_REQUESTS,
-            ErrorKind::NotReady | ErrorKind::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::NotReady | ErrorKind::Timeout | ErrorKind::StorageFull => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -66,6 +70,7 @@ impl ErrorKind {
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::NotReady => "not_ready",
             ErrorKind::Timeout => "timeout",
+            ErrorKind::StorageFull => "storage_full",
             ErrorKind::Internal => "internal",
         }
     }

@@ -11,10 +11,11 @@ use tokio::sync::mpsc;
 use super::AppState;
 use super::error::{ApiError, ErrorBody, ErrorKind};
 use super::predict::{self, Request};
+use super::spool::Upload;
 use super::types::{JobResult, JobView, PredictResponse, Timings, Window};
 use crate::pipeline::preprocess::{self, Prepared};
 use crate::pipeline::{Cancel, PipelineError};
-use crate::video::{Video, VideoInfo};
+use crate::video::VideoInfo;
 
 /// A job's stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,8 +187,8 @@ enum Piece {
 }
 
 /// Runs job `id` to the end (or until cancelled), recording progress and the result.
-pub async fn run(state: AppState, id: String, request: Request, bytes: Vec<u8>, cancel: Cancel) {
-    let outcome = run_inner(&state, &id, &request, bytes, &cancel).await;
+pub async fn run(state: AppState, id: String, request: Request, upload: Upload, cancel: Cancel) {
+    let outcome = run_inner(&state, &id, &request, upload, &cancel).await;
     let status = state.jobs.finish(&id, outcome);
     state.metrics.jobs.with_label_values(&[status.name()]).inc();
     tracing::info!(job = %id, status = status.name(), "job finished");
@@ -197,12 +198,12 @@ async fn run_inner(
     state: &AppState,
     id: &str,
     request: &Request,
-    bytes: Vec<u8>,
+    upload: Upload,
     cancel: &Cancel,
 ) -> Result<JobResult, ApiError> {
     let started = Instant::now();
     let (tx, mut rx) = mpsc::channel::<Result<Piece, PipelineError>>(2);
-    submit_when_free(state, id, request, bytes, cancel, tx).await?;
+    submit_when_free(state, id, request, upload, cancel, tx).await?;
     state.jobs.update(id, |job| job.status = JobStatus::Running);
 
     let mut whole = None;
@@ -266,13 +267,13 @@ async fn submit_when_free(
     state: &AppState,
     id: &str,
     request: &Request,
-    bytes: Vec<u8>,
+    upload: Upload,
     cancel: &Cancel,
     tx: mpsc::Sender<Result<Piece, PipelineError>>,
 ) -> Result<(), ApiError> {
     // The work sits in a shared slot so a refused submission does not lose it.
     let slot = Arc::new(Mutex::new(Some(work(
-        state, id, request, bytes, cancel, tx,
+        state, id, request, upload, cancel, tx,
     ))));
     loop {
         let task = Arc::clone(&slot);
@@ -297,7 +298,7 @@ fn work(
     state: &AppState,
     id: &str,
     request: &Request,
-    bytes: Vec<u8>,
+    upload: Upload,
     cancel: &Cancel,
     tx: mpsc::Sender<Result<Piece, PipelineError>>,
 ) -> impl FnOnce() + Send + 'static {
@@ -310,10 +311,11 @@ fn work(
     move || {
         let _entered = span.enter();
         let result = (|| -> Result<(), PipelineError> {
-            let mut video = Video::from_bytes(bytes, &limits).map_err(crate::Error::from)?;
+            let mut opened = upload.open(&limits).map_err(crate::Error::from)?;
+            let video = &mut opened.video;
             let info = video.info().clone();
             let spans = windows(info.duration_s, window_s, step_s);
-            let whole = pre.prepare(&mut video, (0, info.frames), segments, &cancel)?;
+            let whole = pre.prepare(video, (0, info.frames), segments, &cancel)?;
             if tx
                 .blocking_send(Ok(Piece::Whole(info.clone(), spans.len(), whole)))
                 .is_err()
@@ -325,7 +327,7 @@ fn work(
                     return Err(PipelineError::Cancelled);
                 }
                 let range = preprocess::frame_range(&info, start_s, end_s);
-                let prepared = pre.prepare(&mut video, range, 1, &cancel)?;
+                let prepared = pre.prepare(video, range, 1, &cancel)?;
                 if tx
                     .blocking_send(Ok(Piece::Window(start_s, end_s, prepared)))
                     .is_err()

@@ -1,9 +1,9 @@
 //! Prometheus metrics: per-stage durations, queue depths, batch sizes, requests by
-//! status and error kind, videos and frames processed.
+//! status and error kind, videos and frames processed, upload bytes spooled to disk.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::pipeline::queue::QueueMetrics;
@@ -28,6 +28,10 @@ pub struct Metrics {
     pub frames: IntCounter,
     /// Jobs by final status.
     pub jobs: IntCounterVec,
+    /// Bytes of uploads in spool files now.
+    pub spool_bytes: IntGauge,
+    /// Uploads written to a spool file.
+    pub spooled: IntCounter,
 }
 
 impl Metrics {
@@ -62,6 +66,14 @@ impl Metrics {
         let frames = IntCounter::new("frames_processed_total", "Frames decoded for the model")?;
         let jobs =
             IntCounterVec::new(Opts::new("jobs_total", "Jobs by final status"), &["status"])?;
+        let spool_bytes = IntGauge::new(
+            "upload_spool_bytes",
+            "Bytes of uploads held in temporary files now",
+        )?;
+        let spooled = IntCounter::new(
+            "uploads_spooled_total",
+            "Uploads too large for memory, written to a temporary file",
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(errors.clone()))?;
         registry.register(Box::new(stage_seconds.clone()))?;
@@ -70,6 +82,8 @@ impl Metrics {
         registry.register(Box::new(videos.clone()))?;
         registry.register(Box::new(frames.clone()))?;
         registry.register(Box::new(jobs.clone()))?;
+        registry.register(Box::new(spool_bytes.clone()))?;
+        registry.register(Box::new(spooled.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -80,6 +94,8 @@ impl Metrics {
             videos,
             frames,
             jobs,
+            spool_bytes,
+            spooled,
         })
     }
 

@@ -12,6 +12,7 @@ pub mod models;
 pub mod openapi;
 pub mod predict;
 pub mod routes;
+pub mod spool;
 pub mod types;
 pub mod upload;
 
@@ -39,6 +40,7 @@ use error::ErrorKindTag;
 use jobs::JobStore;
 use metrics::Metrics;
 use models::Models;
+use spool::Spool;
 
 /// Everything the handlers share.
 #[derive(Clone)]
@@ -55,6 +57,8 @@ pub struct AppState {
     pub jobs: Arc<JobStore>,
     /// Slots for requests in flight.
     pub admission: Arc<Semaphore>,
+    /// Where uploads too large for memory wait.
+    pub spool: Arc<Spool>,
 }
 
 impl AppState {
@@ -63,7 +67,16 @@ impl AppState {
     pub fn new(config: ServerConfig) -> crate::Result<AppState> {
         let metrics = Metrics::new()?;
         let models = Models::start(&config, &metrics)?;
+        let spool_parent = config.upload_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let spool = Spool::new(
+            &spool_parent,
+            config.upload_memory_bytes,
+            config.upload_disk_bytes,
+            (metrics.spool_bytes.clone(), metrics.spooled.clone()),
+        )
+        .map_err(|e| crate::Error::io(&spool_parent, e))?;
         Ok(AppState {
+            spool: Arc::new(spool),
             pool: Arc::new(WorkerPool::new(config.workers, config.worker_queue)?),
             models: Arc::new(models),
             jobs: Arc::new(JobStore::new(

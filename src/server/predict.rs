@@ -7,10 +7,11 @@ use std::time::Instant;
 use super::AppState;
 use super::error::ApiError;
 use super::models::ServedModel;
+use super::spool::Upload;
 use super::types::{PredictParams, PredictResponse, Prediction, Timings, VideoSummary};
 use crate::pipeline::preprocess::Prepared;
 use crate::pipeline::{Cancel, PipelineError};
-use crate::video::{Video, VideoInfo};
+use crate::video::VideoInfo;
 
 /// Most segments a request may ask for (each costs T x L flow fields).
 pub const MAX_SEGMENTS: usize = 64;
@@ -100,7 +101,7 @@ pub fn mean_rows(rows: &[Vec<f32>]) -> Vec<f32> {
 pub async fn prepare_on_pool(
     state: &AppState,
     request: &Request,
-    bytes: Vec<u8>,
+    upload: Upload,
     cancel: &Cancel,
 ) -> Result<(VideoInfo, Prepared, f64), ApiError> {
     let limits = state.config.limits();
@@ -114,10 +115,11 @@ pub async fn prepare_on_pool(
         let _entered = span.enter();
         let waited_ms = submitted.elapsed().as_secs_f64() * 1e3;
         let started = Instant::now();
-        let mut video = Video::from_bytes(bytes, &limits).map_err(crate::Error::from)?;
+        let mut opened = upload.open(&limits).map_err(crate::Error::from)?;
+        let video = &mut opened.video;
         let open_ms = started.elapsed().as_secs_f64() * 1e3;
         let info = video.info().clone();
-        let mut prepared = pre.prepare(&mut video, (0, info.frames), segments, &worker_cancel)?;
+        let mut prepared = pre.prepare(video, (0, info.frames), segments, &worker_cancel)?;
         prepared.decode_ms += open_ms;
         Ok::<_, PipelineError>((info, prepared, waited_ms))
     })?;
@@ -131,15 +133,15 @@ pub async fn prepare_on_pool(
     Ok((info, prepared, waited_ms))
 }
 
-/// Runs a whole prediction for `bytes`.
+/// Runs a whole prediction for `upload`.
 pub async fn predict(
     state: &AppState,
     request: &Request,
-    bytes: Vec<u8>,
+    upload: Upload,
     cancel: &Cancel,
 ) -> Result<PredictResponse, ApiError> {
     let started = Instant::now();
-    let (info, prepared, worker_wait_ms) = prepare_on_pool(state, request, bytes, cancel).await?;
+    let (info, prepared, worker_wait_ms) = prepare_on_pool(state, request, upload, cancel).await?;
     let (decode_ms, flow_ms) = (prepared.decode_ms, prepared.flow_ms);
     let scored = request
         .model

@@ -109,10 +109,10 @@ pub async fn predict(
     let _permit = admit(&state)?;
     let validated = Validated::validate(&state, &params(query)?)?;
     ensure_ready(&validated)?;
-    let upload = upload::read(request, state.config.max_body_bytes).await?;
+    let upload = upload::read(request, state.config.max_body_bytes, &state.spool).await?;
     let cancel = Cancel::default();
     let _cancel_when_dropped = cancel.on_drop();
-    let work = predict::predict(&state, &validated, upload.bytes, &cancel);
+    let work = predict::predict(&state, &validated, upload, &cancel);
     let response = tokio::time::timeout(state.config.request_timeout(), work)
         .await
         .map_err(|_| {
@@ -165,7 +165,7 @@ pub async fn create_job(
     let permit = admit(&state)?;
     let validated = Validated::validate(&state, &params(query)?)?;
     ensure_ready(&validated)?;
-    let upload = upload::read(request, state.config.max_body_bytes).await?;
+    let upload = upload::read(request, state.config.max_body_bytes, &state.spool).await?;
     drop(permit);
     let (id, cancel) = state.jobs.create()?;
     // Detached: the job goes on if the client disconnects.
@@ -173,7 +173,7 @@ pub async fn create_job(
         state.clone(),
         id.clone(),
         validated,
-        upload.bytes,
+        upload,
         cancel,
     ));
     Ok(respond(&headers, StatusCode::ACCEPTED, JobCreated { id }))

@@ -1,22 +1,18 @@
 //! Reading an uploaded video: the raw body (`video/*`, `application/octet-stream`) or
-//! the `video` field of a multipart form, streamed once into memory under the size limit.
+//! the `video` field of a multipart form, streamed once into the spool (memory, then a
+//! temporary file) under the size limit.
 
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use futures_util::StreamExt;
 
 use super::error::{ApiError, ErrorKind};
+use super::spool::{Spool, Upload};
 
-/// An uploaded video's bytes.
-#[derive(Debug)]
-pub struct Upload {
-    /// The file's content.
-    pub bytes: Vec<u8>,
-}
-
-/// Reads the video from `request`, refusing other content types (415), bodies over
-/// `limit` bytes (413) and forms without a `video` field (400).
-pub async fn read(request: Request, limit: u64) -> Result<Upload, ApiError> {
+/// Reads the video from `request` into `spool`, refusing other content types (415),
+/// bodies over `limit` bytes (413), forms without a `video` field (400) and bodies the
+/// spool's disk budget cannot take (503, or 413 if they never could).
+pub async fn read(request: Request, limit: u64, spool: &Spool) -> Result<Upload, ApiError> {
     let content_type = request
         .headers()
         .get(CONTENT_TYPE)
@@ -31,13 +27,14 @@ pub async fn read(request: Request, limit: u64) -> Result<Upload, ApiError> {
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large(limit));
     }
+    if let Some(n) = declared {
+        spool.check_declared(n)?;
+    }
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if essence == "multipart/form-data" {
-        read_multipart(request, limit).await
+        read_multipart(request, limit, spool).await
     } else if essence.starts_with("video/") || essence == "application/octet-stream" {
-        let capacity = declared.unwrap_or(0) as usize;
-        let bytes = collect(request.into_body().into_data_stream(), capacity, limit).await?;
-        Ok(Upload { bytes })
+        collect(request.into_body().into_data_stream(), limit, spool).await
     } else {
         Err(ApiError::new(
             ErrorKind::UnsupportedMediaType,
@@ -64,7 +61,7 @@ fn refused(essence: &str) -> String {
     }
 }
 
-async fn read_multipart(request: Request, limit: u64) -> Result<Upload, ApiError> {
+async fn read_multipart(request: Request, limit: u64, spool: &Spool) -> Result<Upload, ApiError> {
     let mut form = Multipart::from_request(request, &())
         .await
         .map_err(|e| ApiError::invalid(format!("bad multipart form: {}", e.body_text())))?;
@@ -77,8 +74,7 @@ async fn read_multipart(request: Request, limit: u64) -> Result<Upload, ApiError
             return Err(ApiError::invalid("the multipart form has no `video` field"));
         };
         if field.name() == Some("video") {
-            let bytes = collect(field, 0, limit).await?;
-            return Ok(Upload { bytes });
+            return collect(field, limit, spool).await;
         }
     }
 }
@@ -91,22 +87,24 @@ fn multipart_error(text: &str, status: axum::http::StatusCode) -> ApiError {
     }
 }
 
-/// Appends every chunk of `stream` to one buffer, failing as soon as it passes `limit`.
-async fn collect<S, E>(mut stream: S, capacity: usize, limit: u64) -> Result<Vec<u8>, ApiError>
+/// Writes every chunk of `stream` to the spool, failing as soon as it passes `limit`.
+async fn collect<S, E>(mut stream: S, limit: u64, spool: &Spool) -> Result<Upload, ApiError>
 where
     S: futures_util::Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut bytes = Vec::with_capacity(capacity);
+    let mut writer = spool.writer();
+    let mut received = 0u64;
     while let Some(chunk) = stream.next().await {
         let chunk =
             chunk.map_err(|e| ApiError::invalid(format!("reading the upload failed: {e}")))?;
-        if (bytes.len() + chunk.len()) as u64 > limit {
+        received += chunk.len() as u64;
+        if received > limit {
             return Err(too_large(limit));
         }
-        bytes.extend_from_slice(&chunk);
+        writer.push(&chunk).await?;
     }
-    Ok(bytes)
+    writer.finish().await
 }
 
 fn too_large(limit: u64) -> ApiError {
