@@ -1,18 +1,19 @@
-//! Asynchronous jobs for long videos: a timeline of sliding-window predictions plus the
-//! whole-video prediction. Jobs run detached from the request that created them and
-//! their results expire a while after they finish.
+//! Asynchronous jobs for long videos: a timeline of sliding-window predictions, computed
+//! in order and visible as each window finishes (`GET /v1/jobs/{id}` and its event
+//! stream), then the whole-video prediction. Jobs run detached from the request that
+//! created them and their results expire a while after they finish.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody, ErrorKind};
 use super::predict::{self, Request};
 use super::spool::Upload;
-use super::types::{JobResult, JobView, PredictResponse, Timings, Window};
+use super::types::{JobResult, JobView, PredictParams, PredictResponse, Timings, Window};
 use crate::pipeline::preprocess::{self, Prepared};
 use crate::pipeline::{Cancel, PipelineError};
 use crate::video::VideoInfo;
@@ -54,10 +55,35 @@ impl JobStatus {
 struct Job {
     status: JobStatus,
     progress: f32,
-    result: Option<JobResult>,
+    timeline: Vec<Window>,
+    whole: Option<PredictResponse>,
     error: Option<ErrorBody>,
     cancel: Cancel,
     finished: Option<Instant>,
+    /// Bumped on every change, for the job's event streams.
+    changes: watch::Sender<u64>,
+}
+
+impl Job {
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
+}
+
+/// How a finished job ended, for its event stream.
+pub enum Ending {
+    /// With its result (the job's final state).
+    Done(Box<JobView>),
+    /// With an error, or cancelled (kind `cancelled`).
+    Failed(ErrorBody),
+}
+
+/// What a job's event stream has not sent yet.
+pub struct Events {
+    /// Windows after those already sent, in order.
+    pub windows: Vec<Window>,
+    /// Set once the job has finished.
+    pub ending: Option<Ending>,
 }
 
 /// Every job the server knows, bounded in how many may be unfinished.
@@ -100,10 +126,12 @@ impl JobStore {
         let job = Job {
             status: JobStatus::Queued,
             progress: 0.0,
-            result: None,
+            timeline: Vec::new(),
+            whole: None,
             error: None,
             cancel: cancel.clone(),
             finished: None,
+            changes: watch::Sender::new(0),
         };
         jobs.insert(id.clone(), job);
         Ok((id, cancel))
@@ -122,8 +150,35 @@ impl JobStore {
             job.cancel.cancel();
             job.status = JobStatus::Cancelled;
             job.finished = Some(Instant::now());
+            job.changed();
         }
         Some(view(id, job))
+    }
+
+    /// A receiver that sees every change of the job (`None`: no such job).
+    pub fn subscribe(&self, id: &str) -> Option<watch::Receiver<u64>> {
+        self.lock().get(id).map(|job| job.changes.subscribe())
+    }
+
+    /// The windows after the first `sent`, and how the job ended if it has (`None`: no
+    /// such job, or it expired).
+    pub fn events_since(&self, id: &str, sent: usize) -> Option<Events> {
+        let jobs = self.lock();
+        let job = jobs.get(id)?;
+        let windows = job.timeline.get(sent..).unwrap_or_default().to_vec();
+        let ending = match job.status {
+            JobStatus::Done => Some(Ending::Done(Box::new(view(id, job)))),
+            JobStatus::Failed => Some(Ending::Failed(job.error.clone().unwrap_or(ErrorBody {
+                error: "the job failed".to_string(),
+                kind: ErrorKind::Internal.name().to_string(),
+            }))),
+            JobStatus::Cancelled => Some(Ending::Failed(ErrorBody {
+                error: "the job was cancelled".to_string(),
+                kind: "cancelled".to_string(),
+            })),
+            JobStatus::Queued | JobStatus::Running => None,
+        };
+        Some(Events { windows, ending })
     }
 
     fn update(&self, id: &str, change: impl FnOnce(&mut Job)) {
@@ -131,18 +186,19 @@ impl JobStore {
             // A cancelled job stays cancelled whatever its worker reports later.
             if job.status != JobStatus::Cancelled {
                 change(job);
+                job.changed();
             }
         }
     }
 
-    fn finish(&self, id: &str, outcome: Result<JobResult, ApiError>) -> JobStatus {
+    fn finish(&self, id: &str, outcome: Result<PredictResponse, ApiError>) -> JobStatus {
         let mut status = JobStatus::Cancelled;
         self.update(id, |job| {
             match outcome {
-                Ok(result) => {
+                Ok(whole) => {
                     job.status = JobStatus::Done;
                     job.progress = 1.0;
-                    job.result = Some(result);
+                    job.whole = Some(whole);
                 }
                 Err(e) => {
                     job.status = JobStatus::Failed;
@@ -157,12 +213,56 @@ impl JobStore {
 }
 
 fn view(id: &str, job: &Job) -> JobView {
+    let started = job.whole.is_some() || !job.timeline.is_empty();
     JobView {
         id: id.to_string(),
         status: job.status.name().to_string(),
         progress: job.progress,
-        result: job.result.clone(),
+        result: started.then(|| JobResult {
+            whole: job.whole.clone(),
+            timeline: job.timeline.clone(),
+        }),
         error: job.error.clone(),
+    }
+}
+
+/// Most windows one job may have (a two-hour video at the smallest hop has 72 000).
+const MAX_WINDOWS: usize = 100_000;
+/// Shortest window and hop a request may ask for, in seconds.
+const MIN_SPAN_S: f64 = 0.1;
+/// Longest window or hop, in seconds.
+const MAX_SPAN_S: f64 = 3600.0;
+
+/// A job request's validated parameters.
+#[derive(Clone)]
+pub struct JobRequest {
+    /// The prediction's parameters, for every window and the whole video.
+    pub request: Request,
+    /// Length of a window, seconds.
+    pub window_s: f64,
+    /// Step between windows' starts, seconds.
+    pub hop_s: f64,
+}
+
+impl JobRequest {
+    /// Checks `params` (see [`Request::validate`]); `window_s` and `hop_s` default to the
+    /// server's `--job-window-s` and `--job-step-s`.
+    pub fn validate(state: &AppState, params: &PredictParams) -> Result<JobRequest, ApiError> {
+        let span = |name: &str, value: Option<f64>, default: f64| {
+            let v = value.unwrap_or(default);
+            if v.is_finite() && (MIN_SPAN_S..=MAX_SPAN_S).contains(&v) {
+                Ok(v)
+            } else {
+                Err(ApiError::invalid(format!(
+                    "{name} must be between {MIN_SPAN_S} and {MAX_SPAN_S} seconds"
+                )))
+            }
+        };
+        Ok(JobRequest {
+            window_s: span("window_s", params.window_s, state.config.job_window_s)?,
+            hop_s: span("hop_s", params.hop_s, state.config.job_step_s)?,
+            request: Request::validate(state, params)?,
+        })
     }
 }
 
@@ -180,15 +280,22 @@ pub fn windows(duration_s: f64, window_s: f64, step_s: f64) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// What the worker hands the job task, piece by piece.
+/// What the worker hands the job task, piece by piece: the windows in order (`count` in
+/// all), then the whole video.
 enum Piece {
-    Whole(VideoInfo, usize, Prepared),
-    Window(f64, f64, Prepared),
+    Window {
+        count: usize,
+        start_s: f64,
+        end_s: f64,
+        prepared: Prepared,
+    },
+    Whole(VideoInfo, Prepared),
 }
 
-/// Runs job `id` to the end (or until cancelled), recording progress and the result.
-pub async fn run(state: AppState, id: String, request: Request, upload: Upload, cancel: Cancel) {
-    let outcome = run_inner(&state, &id, &request, upload, &cancel).await;
+/// Runs job `id` to the end (or until cancelled), recording each window as it finishes,
+/// then the whole-video result.
+pub async fn run(state: AppState, id: String, job: JobRequest, upload: Upload, cancel: Cancel) {
+    let outcome = run_inner(&state, &id, &job, upload, &cancel).await;
     let status = state.jobs.finish(&id, outcome);
     state.metrics.jobs.with_label_values(&[status.name()]).inc();
     tracing::info!(job = %id, status = status.name(), "job finished");
@@ -197,25 +304,25 @@ pub async fn run(state: AppState, id: String, request: Request, upload: Upload, 
 async fn run_inner(
     state: &AppState,
     id: &str,
-    request: &Request,
+    job: &JobRequest,
     upload: Upload,
     cancel: &Cancel,
-) -> Result<JobResult, ApiError> {
+) -> Result<PredictResponse, ApiError> {
     let started = Instant::now();
+    let request = &job.request;
     let (tx, mut rx) = mpsc::channel::<Result<Piece, PipelineError>>(2);
-    submit_when_free(state, id, request, upload, cancel, tx).await?;
+    submit_when_free(state, id, job, upload, cancel, tx).await?;
     state.jobs.update(id, |job| job.status = JobStatus::Running);
 
-    let mut whole = None;
-    let mut timeline = Vec::new();
-    let mut total_pieces = 1;
     while let Some(piece) = rx.recv().await {
         let (prepared, window, info) = match piece? {
-            Piece::Whole(info, windows, prepared) => {
-                total_pieces = windows + 1;
-                (prepared, None, Some(info))
-            }
-            Piece::Window(start, end, prepared) => (prepared, Some((start, end)), None),
+            Piece::Window {
+                count,
+                start_s,
+                end_s,
+                prepared,
+            } => (prepared, Some((count, start_s, end_s)), None),
+            Piece::Whole(info, prepared) => (prepared, None, Some(info)),
         };
         let (decode, flow) = (prepared.decode_ms, prepared.flow_ms);
         let scored = request
@@ -230,13 +337,20 @@ async fn run_inner(
             request.top_k,
         );
         match (window, info) {
-            (Some((start_s, end_s)), _) => timeline.push(Window {
-                start_s,
-                end_s,
-                predictions,
+            (Some((count, start_s, end_s)), _) => state.jobs.update(id, |job| {
+                job.timeline.push(Window {
+                    start_s,
+                    end_s,
+                    predictions,
+                });
+                // The whole video is one more piece after the windows.
+                job.progress = job.timeline.len() as f32 / (count + 1) as f32;
             }),
             (None, info) => {
-                whole = Some(PredictResponse {
+                if cancel.is_cancelled() {
+                    break;
+                }
+                return Ok(PredictResponse {
                     model: request.model.name.clone(),
                     predictions,
                     video: info.as_ref().map(predict::summary),
@@ -250,15 +364,13 @@ async fn run_inner(
                 });
             }
         }
-        let done = timeline.len() + 1;
-        state
-            .jobs
-            .update(id, |job| job.progress = done as f32 / total_pieces as f32);
     }
     if cancel.is_cancelled() {
         return Err(PipelineError::Cancelled.into());
     }
-    Ok(JobResult { whole, timeline })
+    Err(ApiError::internal(
+        "the job's worker stopped before the whole-video result",
+    ))
 }
 
 /// Hands the decoding to the worker pool, waiting (as the job stays `queued`) while the
@@ -266,15 +378,13 @@ async fn run_inner(
 async fn submit_when_free(
     state: &AppState,
     id: &str,
-    request: &Request,
+    job: &JobRequest,
     upload: Upload,
     cancel: &Cancel,
     tx: mpsc::Sender<Result<Piece, PipelineError>>,
 ) -> Result<(), ApiError> {
     // The work sits in a shared slot so a refused submission does not lose it.
-    let slot = Arc::new(Mutex::new(Some(work(
-        state, id, request, upload, cancel, tx,
-    ))));
+    let slot = Arc::new(Mutex::new(Some(work(state, id, job, upload, cancel, tx))));
     loop {
         let task = Arc::clone(&slot);
         let submitted = state.pool.submit(move || {
@@ -292,20 +402,21 @@ async fn submit_when_free(
     }
 }
 
-/// The worker's part of a job: decode the video once, then prepare the whole-video
-/// inputs and each window's, handing them over one at a time.
+/// The worker's part of a job: open the video once, then prepare each window's inputs
+/// in order and the whole video's last, handing them over one at a time (the channel
+/// holds two, so memory does not grow with the video's length).
 fn work(
     state: &AppState,
     id: &str,
-    request: &Request,
+    job: &JobRequest,
     upload: Upload,
     cancel: &Cancel,
     tx: mpsc::Sender<Result<Piece, PipelineError>>,
 ) -> impl FnOnce() + Send + 'static {
     let limits = state.config.limits();
-    let (window_s, step_s) = (state.config.job_window_s, state.config.job_step_s);
-    let pre = request.model.preprocessing.clone();
-    let segments = request.segments;
+    let (window_s, hop_s) = (job.window_s, job.hop_s);
+    let pre = job.request.model.preprocessing.clone();
+    let segments = job.request.segments;
     let cancel = cancel.clone();
     let span = tracing::info_span!("job", id = %id);
     move || {
@@ -314,27 +425,36 @@ fn work(
             let mut opened = upload.open(&limits).map_err(crate::Error::from)?;
             let video = &mut opened.video;
             let info = video.info().clone();
-            let spans = windows(info.duration_s, window_s, step_s);
-            let whole = pre.prepare(video, (0, info.frames), segments, &cancel)?;
-            if tx
-                .blocking_send(Ok(Piece::Whole(info.clone(), spans.len(), whole)))
-                .is_err()
-            {
-                return Ok(());
+            let spans = windows(info.duration_s, window_s, hop_s);
+            if spans.len() > MAX_WINDOWS {
+                return Err(PipelineError::Failed(crate::Error::InvalidArgument(
+                    format!(
+                        "{} windows of {window_s} s every {hop_s} s over {:.0} s: more than \
+                     {MAX_WINDOWS}; ask for a longer hop_s",
+                        spans.len(),
+                        info.duration_s
+                    ),
+                )));
             }
+            let count = spans.len();
             for (start_s, end_s) in spans {
                 if cancel.is_cancelled() {
                     return Err(PipelineError::Cancelled);
                 }
                 let range = preprocess::frame_range(&info, start_s, end_s);
                 let prepared = pre.prepare(video, range, 1, &cancel)?;
-                if tx
-                    .blocking_send(Ok(Piece::Window(start_s, end_s, prepared)))
-                    .is_err()
-                {
+                let piece = Piece::Window {
+                    count,
+                    start_s,
+                    end_s,
+                    prepared,
+                };
+                if tx.blocking_send(Ok(piece)).is_err() {
                     return Ok(());
                 }
             }
+            let whole = pre.prepare(video, (0, info.frames), segments, &cancel)?;
+            let _ = tx.blocking_send(Ok(Piece::Whole(info, whole)));
             Ok(())
         })();
         if let Err(e) = result {

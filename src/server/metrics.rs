@@ -32,6 +32,8 @@ pub struct Metrics {
     pub spool_bytes: IntGauge,
     /// Uploads written to a spool file.
     pub spooled: IntCounter,
+    /// Clients connected to an event stream.
+    pub sse_clients: IntGauge,
 }
 
 impl Metrics {
@@ -74,6 +76,7 @@ impl Metrics {
             "uploads_spooled_total",
             "Uploads too large for memory, written to a temporary file",
         )?;
+        let sse_clients = IntGauge::new("sse_clients", "Clients connected to an event stream")?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(errors.clone()))?;
         registry.register(Box::new(stage_seconds.clone()))?;
@@ -84,6 +87,7 @@ impl Metrics {
         registry.register(Box::new(jobs.clone()))?;
         registry.register(Box::new(spool_bytes.clone()))?;
         registry.register(Box::new(spooled.clone()))?;
+        registry.register(Box::new(sse_clients.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -96,6 +100,7 @@ impl Metrics {
             jobs,
             spool_bytes,
             spooled,
+            sse_clients,
         })
     }
 

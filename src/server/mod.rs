@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod jobs;
 pub mod metrics;
 pub mod models;
@@ -99,6 +100,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/jobs/{id}",
             get(routes::get_job).delete(routes::cancel_job),
         )
+        .route("/v1/jobs/{id}/events", get(routes::job_events))
         .route("/v1/models", get(routes::list_models))
         .route("/v1/models/{name}", get(routes::get_model))
         .route_layer(middleware::from_fn_with_state(

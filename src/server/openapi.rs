@@ -18,6 +18,7 @@ use super::types::{
         routes::predict,
         routes::create_job,
         routes::get_job,
+        routes::job_events,
         routes::cancel_job,
         routes::list_models,
         routes::get_model,

@@ -1,10 +1,13 @@
 //! The HTTP handlers, each documented for the OpenAPI spec.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -14,7 +17,7 @@ use super::predict::{self, Request as Validated};
 use super::types::{
     Health, JobCreated, JobView, ModelInfo, ModelList, PredictParams, PredictResponse,
 };
-use super::{jobs, upload};
+use super::{events, jobs, upload};
 use crate::pipeline::Cancel;
 use crate::pipeline::queue::LoadState;
 
@@ -107,7 +110,13 @@ pub async fn predict(
     request: Request,
 ) -> Result<Response, ApiError> {
     let _permit = admit(&state)?;
-    let validated = Validated::validate(&state, &params(query)?)?;
+    let params = params(query)?;
+    if params.window_s.is_some() || params.hop_s.is_some() {
+        return Err(ApiError::invalid(
+            "window_s and hop_s are for timelines: POST /v1/jobs",
+        ));
+    }
+    let validated = Validated::validate(&state, &params)?;
     ensure_ready(&validated)?;
     let upload = upload::read(request, state.config.max_body_bytes, &state.spool).await?;
     let cancel = Cancel::default();
@@ -131,7 +140,8 @@ pub async fn predict(
     Ok(reply)
 }
 
-/// Start a job for a long video: a timeline over sliding windows plus the whole video.
+/// Start a job for a long video: a timeline over sliding windows (`window_s`, `hop_s`),
+/// each visible as it finishes, then the whole video.
 #[utoipa::path(
     post,
     path = "/v1/jobs",
@@ -163,19 +173,13 @@ pub async fn create_job(
     request: Request,
 ) -> Result<Response, ApiError> {
     let permit = admit(&state)?;
-    let validated = Validated::validate(&state, &params(query)?)?;
-    ensure_ready(&validated)?;
+    let job = jobs::JobRequest::validate(&state, &params(query)?)?;
+    ensure_ready(&job.request)?;
     let upload = upload::read(request, state.config.max_body_bytes, &state.spool).await?;
     drop(permit);
     let (id, cancel) = state.jobs.create()?;
     // Detached: the job goes on if the client disconnects.
-    tokio::spawn(jobs::run(
-        state.clone(),
-        id.clone(),
-        validated,
-        upload,
-        cancel,
-    ));
+    tokio::spawn(jobs::run(state.clone(), id.clone(), job, upload, cancel));
     Ok(respond(&headers, StatusCode::ACCEPTED, JobCreated { id }))
 }
 
@@ -199,6 +203,32 @@ pub async fn get_job(
 ) -> Result<Response, ApiError> {
     let view = state.jobs.view(&id).ok_or_else(|| no_job(&id))?;
     Ok(respond(&headers, StatusCode::OK, view))
+}
+
+/// The job's timeline as Server-Sent Events: `window` for each finished window in time
+/// order (those before the client connected first), then `done` with the job's final
+/// state, or `error` (kind `cancelled` for a cancelled job).
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/events",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "text/event-stream: `window` events (data: a Window), then `done` (data: the JobView) or `error` (data: an ErrorBody)", content_type = "text/event-stream"),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 404, description = "No such job (or it expired)", body = ErrorBody),
+    ),
+    security((), ("api_key" = []))
+)]
+pub async fn job_events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let changes = state.jobs.subscribe(&id).ok_or_else(|| no_job(&id))?;
+    let events = events::job(Arc::clone(&state.jobs), id, changes, &state.metrics);
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 /// Cancel a job; its state stays readable until it expires.

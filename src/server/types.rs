@@ -14,6 +14,12 @@ pub struct PredictParams {
     pub segments: Option<usize>,
     /// Which model to use (default `default`).
     pub model: Option<String>,
+    /// `POST /v1/jobs` only: seconds per timeline window (0.1 to 3600; default the
+    /// server's `--job-window-s`).
+    pub window_s: Option<f64>,
+    /// `POST /v1/jobs` only: seconds between windows' starts (0.1 to 3600; default the
+    /// server's `--job-step-s`).
+    pub hop_s: Option<f64>,
 }
 
 /// One recognised action.
@@ -109,7 +115,8 @@ pub struct Window {
     pub predictions: Vec<Prediction>,
 }
 
-/// A finished job's result: the whole video, and a timeline of sliding windows.
+/// A job's result so far: the timeline's finished windows in time order, and the
+/// whole-video prediction once the job is done.
 #[derive(Clone, PartialEq, Serialize, ToSchema, prost::Message)]
 pub struct JobResult {
     /// The prediction for the whole video.
@@ -132,7 +139,7 @@ pub struct JobView {
     /// Fraction of the work done, 0 to 1.
     #[prost(float, tag = "3")]
     pub progress: f32,
-    /// The result, once done.
+    /// The result so far (absent until the first window finishes).
     #[prost(message, optional, tag = "4")]
     pub result: Option<JobResult>,
     /// Why it failed, if it did.
