@@ -79,12 +79,17 @@ impl Spool {
         Ok(())
     }
 
-    /// A writer for one upload.
-    pub fn writer(&self) -> SpoolWriter<'_> {
+    /// A writer for one upload of `declared` bytes if the client said: one over the
+    /// threshold goes to a file from its first byte, one under it into a buffer of its
+    /// size (no growing buffer and copies on the way).
+    pub fn writer(&self, declared: Option<u64>) -> SpoolWriter<'_> {
+        let to_file = declared.is_some_and(|n| n > self.memory_limit);
+        let capacity = declared.filter(|_| !to_file).unwrap_or(0);
         SpoolWriter {
             spool: self,
-            memory: Vec::new(),
+            memory: Vec::with_capacity(capacity as usize),
             file: None,
+            to_file,
         }
     }
 }
@@ -136,6 +141,8 @@ pub struct SpoolWriter<'a> {
     spool: &'a Spool,
     memory: Vec<u8>,
     file: Option<(SpoolFile, BufWriter<tokio::fs::File>)>,
+    /// Whether the body goes to a file whatever its first chunks' size.
+    to_file: bool,
 }
 
 impl SpoolWriter<'_> {
@@ -143,7 +150,8 @@ impl SpoolWriter<'_> {
     /// (created with what was in memory), reserving its bytes from the disk budget.
     pub async fn push(&mut self, chunk: &[u8]) -> Result<(), ApiError> {
         if self.file.is_none() {
-            if (self.memory.len() + chunk.len()) as u64 <= self.spool.memory_limit {
+            if !self.to_file && (self.memory.len() + chunk.len()) as u64 <= self.spool.memory_limit
+            {
                 self.memory.extend_from_slice(chunk);
                 return Ok(());
             }

@@ -7,7 +7,7 @@ use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use futures_util::StreamExt;
 
 use super::error::{ApiError, ErrorKind};
-use super::spool::{Spool, Upload};
+use super::spool::{Spool, SpoolWriter, Upload};
 
 /// Reads the video from `request` into `spool`, refusing other content types (415),
 /// bodies over `limit` bytes (413), forms without a `video` field (400) and bodies the
@@ -34,7 +34,8 @@ pub async fn read(request: Request, limit: u64, spool: &Spool) -> Result<Upload,
     if essence == "multipart/form-data" {
         read_multipart(request, limit, spool).await
     } else if essence.starts_with("video/") || essence == "application/octet-stream" {
-        collect(request.into_body().into_data_stream(), limit, spool).await
+        let writer = spool.writer(declared);
+        collect(request.into_body().into_data_stream(), limit, writer).await
     } else {
         Err(ApiError::new(
             ErrorKind::UnsupportedMediaType,
@@ -74,7 +75,8 @@ async fn read_multipart(request: Request, limit: u64, spool: &Spool) -> Result<U
             return Err(ApiError::invalid("the multipart form has no `video` field"));
         };
         if field.name() == Some("video") {
-            return collect(field, limit, spool).await;
+            // A form's length covers every field: the video's own is unknown.
+            return collect(field, limit, spool.writer(None)).await;
         }
     }
 }
@@ -87,13 +89,16 @@ fn multipart_error(text: &str, status: axum::http::StatusCode) -> ApiError {
     }
 }
 
-/// Writes every chunk of `stream` to the spool, failing as soon as it passes `limit`.
-async fn collect<S, E>(mut stream: S, limit: u64, spool: &Spool) -> Result<Upload, ApiError>
+/// Writes every chunk of `stream` to `writer`, failing as soon as it passes `limit`.
+async fn collect<S, E>(
+    mut stream: S,
+    limit: u64,
+    mut writer: SpoolWriter<'_>,
+) -> Result<Upload, ApiError>
 where
     S: futures_util::Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut writer = spool.writer();
     let mut received = 0u64;
     while let Some(chunk) = stream.next().await {
         let chunk =
