@@ -66,7 +66,8 @@ fn start_server(model: &Path) -> (Child, String) {
             return (child, format!("http://{address}"));
         }
     }
-    panic!("the server exited before listening");
+    let status = child.wait().expect("waiting for revstream-server");
+    panic!("the server exited ({status}) before listening");
 }
 
 /// Waits until the server at `base` answers /health with 200.

@@ -1,5 +1,6 @@
 //! Optical flow: dual TV-L1, flow encoding and stacking, Middlebury .flo files.
 
+pub mod colour;
 pub mod encode;
 pub mod flo;
 mod median;

@@ -5,6 +5,8 @@ pub mod preparation;
 pub mod preprocess;
 pub mod queue;
 pub mod rgb;
+pub mod scores;
+pub mod timeline;
 pub mod workers;
 
 use std::sync::Arc;

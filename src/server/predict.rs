@@ -10,6 +10,7 @@ use super::models::ServedModel;
 use super::spool::Upload;
 use super::types::{PredictParams, PredictResponse, Prediction, Timings, VideoSummary};
 use crate::pipeline::preprocess::Prepared;
+use crate::pipeline::scores;
 use crate::pipeline::{Cancel, PipelineError};
 use crate::video::VideoInfo;
 
@@ -72,29 +73,14 @@ pub fn summary(info: &VideoInfo) -> VideoSummary {
 
 /// The `k` most probable classes of `probabilities`, best first.
 pub fn top_k(probabilities: &[f32], labels: &[String], k: usize) -> Vec<Prediction> {
-    let mut order: Vec<usize> = (0..probabilities.len()).collect();
-    order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]));
-    order
+    scores::ranked(probabilities, k)
         .into_iter()
-        .take(k)
-        .map(|i| Prediction {
+        .map(|(i, score)| Prediction {
             label: labels.get(i).cloned().unwrap_or_default(),
             index: i as u32,
-            score: probabilities[i],
+            score,
         })
         .collect()
-}
-
-/// The mean of the rows (the segments' consensus).
-pub fn mean_rows(rows: &[Vec<f32>]) -> Vec<f32> {
-    let width = rows.first().map_or(0, Vec::len);
-    let mut mean = vec![0.0; width];
-    for row in rows {
-        for (m, v) in mean.iter_mut().zip(row) {
-            *m += v / rows.len() as f32;
-        }
-    }
-    mean
 }
 
 /// Decodes and prepares a whole video on the worker pool.
@@ -152,7 +138,7 @@ pub async fn predict(
     let queue_ms = worker_wait_ms + scored.queue_ms;
     state.metrics.observe_ms("queue", queue_ms);
     state.metrics.observe_ms("inference", scored.inference_ms);
-    let probabilities = mean_rows(&scored.probabilities);
+    let probabilities = scores::mean_rows(&scored.probabilities);
     let total_ms = started.elapsed().as_secs_f64() * 1e3;
     state.metrics.observe_ms("total", total_ms);
     Ok(PredictResponse {
@@ -176,7 +162,7 @@ mod tests {
     #[test]
     fn top_k_orders_by_score_and_averages_segments() {
         let labels: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
-        let mean = mean_rows(&[vec![0.2, 0.5, 0.3], vec![0.4, 0.1, 0.5]]);
+        let mean = scores::mean_rows(&[vec![0.2, 0.5, 0.3], vec![0.4, 0.1, 0.5]]);
         assert!((mean[0] - 0.3).abs() < 1e-6 && (mean[2] - 0.4).abs() < 1e-6);
         let top = top_k(&mean, &labels, 2);
         assert_eq!(top.iter().map(|p| p.index).collect::<Vec<_>>(), vec![2, 0]);

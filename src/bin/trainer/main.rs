@@ -4,6 +4,7 @@ mod analyze;
 mod eval;
 mod export_onnx;
 mod flow;
+mod predict;
 mod prepare;
 mod synth;
 mod train;
@@ -35,6 +36,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Lesion study, path lengths or residual alignment of a model folder.
     Analyze(analyze::AnalyzeArgs),
+    /// Predict the actions in a video file (and its timeline), or render what the model saw.
+    Predict(predict::PredictArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,5 +56,6 @@ fn main() -> anyhow::Result<()> {
         Command::Train(args) => train::run(*args),
         Command::Eval(args) => eval::run(args),
         Command::Analyze(args) => analyze::run(args),
+        Command::Predict(args) => predict::run(args),
     }
 }

@@ -5,7 +5,6 @@
 //! sensor noise and flicker. Appearance (shape, colour, texture, size, position) is
 //! drawn from the same distribution for every class, so a single frame carries no label.
 
-mod h264;
 mod paint;
 
 use std::path::{Path, PathBuf};
@@ -14,8 +13,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
+pub use crate::video::encode::write_h264;
 use crate::{Error, Result};
-pub use h264::write_h264;
 use paint::{Rgb, Shape, Texture, contrasting_colour, random_colour};
 
 /// The ten MotionShapes labels, in class-index order.
