@@ -429,6 +429,7 @@ async fn openapi_lists_every_route_and_docs_are_served() {
         ("/v1/jobs", "post"),
         ("/v1/jobs/{id}", "get"),
         ("/v1/jobs/{id}", "delete"),
+        ("/v1/jobs/{id}/events", "get"),
         ("/v1/models", "get"),
         ("/v1/models/{name}", "get"),
         ("/health", "get"),
@@ -442,7 +443,7 @@ async fn openapi_lists_every_route_and_docs_are_served() {
     }
     assert_eq!(
         spec["paths"].as_object().unwrap().len(),
-        7,
+        8,
         "no undocumented extras"
     );
     let predict = &spec["paths"]["/v1/predict"]["post"]["responses"];

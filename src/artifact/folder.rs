@@ -53,20 +53,7 @@ impl ModelFolder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifact::PreprocessingSpec;
-    use crate::model::Config;
-
-    /// A tiny network's spec with default preprocessing and labels "a", "b", ...
-    fn spec(classes: usize) -> ModelSpec {
-        ModelSpec {
-            architecture: Config::tiny(classes),
-            preprocessing: PreprocessingSpec::default(),
-            labels: (b'a'..)
-                .take(classes)
-                .map(|c| (c as char).to_string())
-                .collect(),
-        }
-    }
+    use crate::artifact::spec::tests::spec;
 
     #[test]
     fn a_folder_is_native_unless_its_config_names_a_format() {

@@ -144,11 +144,11 @@ impl ModelSpec {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A tiny network's spec with default preprocessing and labels "a", "b", ...
-    fn spec(classes: usize) -> ModelSpec {
+    pub(crate) fn spec(classes: usize) -> ModelSpec {
         ModelSpec {
             architecture: Config::tiny(classes),
             preprocessing: PreprocessingSpec::default(),

@@ -99,7 +99,7 @@ fn ensure_ready(request: &Validated) -> Result<(), ApiError> {
         (status = 415, description = "Unsupported content type", body = ErrorBody),
         (status = 422, description = "Not a video, no video stream, corrupt or over a limit", body = ErrorBody),
         (status = 429, description = "Overloaded; see Retry-After", body = ErrorBody),
-        (status = 503, description = "Model not ready, or the request timed out", body = ErrorBody),
+        (status = 503, description = "Model not ready, the request timed out, or uploads in flight fill the disk budget (storage_full)", body = ErrorBody),
     ),
     security((), ("api_key" = []))
 )]
@@ -162,7 +162,7 @@ pub async fn predict(
         (status = 413, description = "Upload over the size limit", body = ErrorBody),
         (status = 415, description = "Unsupported content type", body = ErrorBody),
         (status = 429, description = "Too many jobs; see Retry-After", body = ErrorBody),
-        (status = 503, description = "Model not ready", body = ErrorBody),
+        (status = 503, description = "Model not ready, or uploads in flight fill the disk budget (storage_full)", body = ErrorBody),
     ),
     security((), ("api_key" = []))
 )]
