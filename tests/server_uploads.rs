@@ -1,7 +1,8 @@
 //! Uploads larger than the memory threshold are spooled to a temporary file that FFmpeg
 //! reads: the answer is the same as from memory, the file is gone when the request ends
 //! (also when the client disconnects midway), the disk budget refuses cleanly, and a
-//! 1 GiB upload leaves the process's memory where it was.
+//! 1 GiB upload leaves the process's memory where it was. Slow uploads hold an upload
+//! slot, not a prediction slot, and are cut when they stall; too many at once get 429.
 //!
 //! The tests take one lock: the RSS test reads this process's peak memory, which the
 //! others would raise.
@@ -324,4 +325,79 @@ fn the_spool_folder_is_inside_the_configured_one() {
         server.stop().await;
         assert!(!Path::new(&dir).exists());
     });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickling_uploads_hold_no_prediction_slot_and_stalled_ones_are_cut() {
+    let _serial = SERIAL.lock().await;
+    let server = TestServer::start(|c| {
+        c.max_concurrent = 2;
+        c.max_uploads = 6;
+        c.upload_idle_timeout_s = 2.0;
+    })
+    .await;
+    let video = test_video(server.dir.path(), "pattern.mp4", 1.0, (64, 64));
+    // Four slow clients, each a few bytes into a 1 MiB upload: before, they held both
+    // prediction slots and every real request got 429.
+    let mut slow = Vec::new();
+    for _ in 0..4 {
+        let mut stream = start_upload(&server, Some(1 << 20)).await;
+        stream.write_all(b"0123").await.unwrap();
+        slow.push(stream);
+    }
+    let last_byte = Instant::now();
+    eventually("the slow uploads to be in flight", || {
+        server.state.uploads.available_permits() == 2
+    })
+    .await;
+    assert_eq!(server.state.admission.available_permits(), 2);
+    let response = server.post_video("/v1/predict", video.clone()).await;
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    // They send nothing more: each is cut with 408 once the idle timeout passes.
+    for stream in &mut slow {
+        let (code, body) = read_response(stream).await;
+        assert_eq!(
+            (code, body["kind"].as_str()),
+            (408, Some("upload_timeout")),
+            "{body}"
+        );
+    }
+    // Not before the timeout: the server's clock for each started after our last byte.
+    assert!(last_byte.elapsed() >= Duration::from_millis(1900));
+    eventually("every upload slot to be free", || {
+        server.state.uploads.available_permits() == 6
+    })
+    .await;
+    assert_eq!(spool_files(&server), 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_over_the_cap_get_429() {
+    let _serial = SERIAL.lock().await;
+    let server = TestServer::start(|c| c.max_uploads = 2).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = start_upload(&server, Some(1 << 20)).await;
+        stream.write_all(b"0123").await.unwrap();
+        held.push(stream);
+    }
+    eventually("both upload slots to be taken", || {
+        server.state.uploads.available_permits() == 0
+    })
+    .await;
+    let mut third = start_upload(&server, Some(1 << 20)).await;
+    let (code, body, head) = read_response_with_head(&mut third).await;
+    assert_eq!(
+        (code, body["kind"].as_str()),
+        (429, Some("overloaded")),
+        "{body}"
+    );
+    assert!(head.contains("retry-after: 1"), "{head}");
+    drop(held);
+    eventually("the slots to be given back", || {
+        server.state.uploads.available_permits() == 2
+    })
+    .await;
+    server.stop().await;
 }

@@ -82,6 +82,15 @@ pub struct ServerConfig {
     /// Prediction requests handled at once before requests get 429.
     #[arg(long, env = "REVSTREAM_MAX_CONCURRENT", default_value_t = 32)]
     pub max_concurrent: usize,
+    /// Uploads being received at once before new ones get 429 (an upload holds no
+    /// prediction slot while it arrives).
+    #[arg(long, env = "REVSTREAM_MAX_UPLOADS", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_uploads: u64,
+    /// Seconds an upload may go without receiving a byte before it is cut (408).
+    #[arg(long, env = "REVSTREAM_UPLOAD_IDLE_TIMEOUT_S", default_value_t = 30.0,
+          value_parser = positive_seconds)]
+    pub upload_idle_timeout_s: f64,
     /// Longest a prediction request may take, in seconds.
     #[arg(long, env = "REVSTREAM_REQUEST_TIMEOUT_S", default_value_t = 120.0,
           value_parser = positive_seconds)]
@@ -162,6 +171,11 @@ impl ServerConfig {
             max_duration_s: self.max_duration_s,
             ..Limits::default()
         }
+    }
+
+    /// How long an upload may stall.
+    pub fn upload_idle_timeout(&self) -> Duration {
+        Duration::try_from_secs_f64(self.upload_idle_timeout_s).unwrap_or(Duration::MAX)
     }
 
     /// The per-request timeout.

@@ -34,6 +34,8 @@ pub enum ErrorKind {
     Timeout,
     /// Uploads in flight fill the disk budget for upload files; retry later.
     StorageFull,
+    /// The upload stalled for longer than the idle timeout.
+    UploadTimeout,
     /// Our own bug or an I/O failure on our side.
     Internal,
 }
@@ -53,6 +55,7 @@ impl ErrorKind {
             ErrorKind::NotReady | ErrorKind::Timeout | ErrorKind::StorageFull => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ErrorKind::UploadTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -71,6 +74,7 @@ impl ErrorKind {
             ErrorKind::NotReady => "not_ready",
             ErrorKind::Timeout => "timeout",
             ErrorKind::StorageFull => "storage_full",
+            ErrorKind::UploadTimeout => "upload_timeout",
             ErrorKind::Internal => "internal",
         }
     }

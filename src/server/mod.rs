@@ -60,6 +60,8 @@ pub struct AppState {
     pub admission: Arc<Semaphore>,
     /// Where uploads too large for memory wait.
     pub spool: Arc<Spool>,
+    /// Slots for uploads being received.
+    pub uploads: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -78,6 +80,9 @@ impl AppState {
         .map_err(|e| crate::Error::io(&spool_parent, e))?;
         Ok(AppState {
             spool: Arc::new(spool),
+            uploads: Arc::new(Semaphore::new(
+                config.max_uploads.min(Semaphore::MAX_PERMITS as u64) as usize,
+            )),
             pool: Arc::new(WorkerPool::new(config.workers, config.worker_queue)?),
             models: Arc::new(models),
             jobs: Arc::new(JobStore::new(

@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::AppState;
 use super::error::{ApiError, ErrorBody, ErrorKind};
 use super::predict::{self, Request as Validated};
+use super::spool::Upload;
 use super::types::{
     Health, JobCreated, JobView, ModelInfo, ModelList, PredictParams, PredictResponse,
 };
@@ -53,14 +54,42 @@ fn params(query: Result<Query<PredictParams>, QueryRejection>) -> Result<Predict
 }
 
 /// Takes one of the request slots; 429 when all are busy.
+/// A prediction slot (`--max-concurrent`), or 429.
 fn admit(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-    state.admission.clone().try_acquire_owned().map_err(|_| {
+    state
+        .admission
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| overloaded())
+}
+
+fn overloaded() -> ApiError {
+    ApiError::new(
+        ErrorKind::Overloaded,
+        "too many requests in flight, retry later",
+    )
+    .retry_after(1)
+}
+
+/// Receives the request's upload under an upload slot (`--max-uploads`, else 429),
+/// cutting it when it stalls (`--upload-idle-timeout-s`, 408): a slow client holds an
+/// upload slot, never a prediction slot.
+async fn receive(state: &AppState, request: Request) -> Result<Upload, ApiError> {
+    let _slot = state.uploads.clone().try_acquire_owned().map_err(|_| {
         ApiError::new(
             ErrorKind::Overloaded,
-            "too many requests in flight, retry later",
+            "too many uploads in flight, retry later",
         )
         .retry_after(1)
-    })
+    })?;
+    let config = &state.config;
+    upload::read(
+        request,
+        config.max_body_bytes,
+        &state.spool,
+        config.upload_idle_timeout(),
+    )
+    .await
 }
 
 fn ensure_ready(request: &Validated) -> Result<(), ApiError> {
@@ -109,7 +138,10 @@ pub async fn predict(
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let _permit = admit(&state)?;
+    // Refused before the body when no slot is free; taken only once the upload is in.
+    if state.admission.available_permits() == 0 {
+        return Err(overloaded());
+    }
     let params = params(query)?;
     if params.window_s.is_some() || params.hop_s.is_some() {
         return Err(ApiError::invalid(
@@ -118,7 +150,8 @@ pub async fn predict(
     }
     let validated = Validated::validate(&state, &params)?;
     ensure_ready(&validated)?;
-    let upload = upload::read(request, state.config.max_body_bytes, &state.spool).await?;
+    let upload = receive(&state, request).await?;
+    let _permit = admit(&state)?;
     let cancel = Cancel::default();
     let _cancel_when_dropped = cancel.on_drop();
     let work = predict::predict(&state, &validated, upload, &cancel);
@@ -172,11 +205,9 @@ pub async fn create_job(
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let permit = admit(&state)?;
     let job = jobs::JobRequest::validate(&state, &params(query)?)?;
     ensure_ready(&job.request)?;
-    let upload = upload::read(request, state.config.max_body_bytes, &state.spool).await?;
-    drop(permit);
+    let upload = receive(&state, request).await?;
     let (id, cancel) = state.jobs.create()?;
     // Detached: the job goes on if the client disconnects.
     tokio::spawn(jobs::run(state.clone(), id.clone(), job, upload, cancel));

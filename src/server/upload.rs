@@ -2,6 +2,8 @@
 //! the `video` field of a multipart form, streamed once into the spool (memory, then a
 //! temporary file) under the size limit.
 
+use std::time::Duration;
+
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use futures_util::StreamExt;
@@ -10,9 +12,15 @@ use super::error::{ApiError, ErrorKind};
 use super::spool::{Spool, SpoolWriter, Upload};
 
 /// Reads the video from `request` into `spool`, refusing other content types (415),
-/// bodies over `limit` bytes (413), forms without a `video` field (400) and bodies the
-/// spool's disk budget cannot take (503, or 413 if they never could).
-pub async fn read(request: Request, limit: u64, spool: &Spool) -> Result<Upload, ApiError> {
+/// bodies over `limit` bytes (413), forms without a `video` field (400), bodies the
+/// spool's disk budget cannot take (503, or 413 if they never could) and uploads that
+/// send nothing for `idle` (408).
+pub async fn read(
+    request: Request,
+    limit: u64,
+    spool: &Spool,
+    idle: Duration,
+) -> Result<Upload, ApiError> {
     let content_type = request
         .headers()
         .get(CONTENT_TYPE)
@@ -32,10 +40,10 @@ pub async fn read(request: Request, limit: u64, spool: &Spool) -> Result<Upload,
     }
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if essence == "multipart/form-data" {
-        read_multipart(request, limit, spool).await
+        read_multipart(request, limit, spool, idle).await
     } else if essence.starts_with("video/") || essence == "application/octet-stream" {
         let writer = spool.writer(declared);
-        collect(request.into_body().into_data_stream(), limit, writer).await
+        collect(request.into_body().into_data_stream(), limit, writer, idle).await
     } else {
         Err(ApiError::new(
             ErrorKind::UnsupportedMediaType,
@@ -62,21 +70,26 @@ fn refused(essence: &str) -> String {
     }
 }
 
-async fn read_multipart(request: Request, limit: u64, spool: &Spool) -> Result<Upload, ApiError> {
+async fn read_multipart(
+    request: Request,
+    limit: u64,
+    spool: &Spool,
+    idle: Duration,
+) -> Result<Upload, ApiError> {
     let mut form = Multipart::from_request(request, &())
         .await
         .map_err(|e| ApiError::invalid(format!("bad multipart form: {}", e.body_text())))?;
     loop {
-        let field = form
-            .next_field()
+        let field = tokio::time::timeout(idle, form.next_field())
             .await
+            .map_err(|_| stalled(idle))?
             .map_err(|e| multipart_error(&e.body_text(), e.status()))?;
         let Some(field) = field else {
             return Err(ApiError::invalid("the multipart form has no `video` field"));
         };
         if field.name() == Some("video") {
             // A form's length covers every field: the video's own is unknown.
-            return collect(field, limit, spool.writer(None)).await;
+            return collect(field, limit, spool.writer(None), idle).await;
         }
     }
 }
@@ -89,18 +102,23 @@ fn multipart_error(text: &str, status: axum::http::StatusCode) -> ApiError {
     }
 }
 
-/// Writes every chunk of `stream` to `writer`, failing as soon as it passes `limit`.
+/// Writes every chunk of `stream` to `writer`, failing as soon as it passes `limit` or
+/// sends nothing for `idle`.
 async fn collect<S, E>(
     mut stream: S,
     limit: u64,
     mut writer: SpoolWriter<'_>,
+    idle: Duration,
 ) -> Result<Upload, ApiError>
 where
     S: futures_util::Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
     let mut received = 0u64;
-    while let Some(chunk) = stream.next().await {
+    while let Some(chunk) = tokio::time::timeout(idle, stream.next())
+        .await
+        .map_err(|_| stalled(idle))?
+    {
         let chunk =
             chunk.map_err(|e| ApiError::invalid(format!("reading the upload failed: {e}")))?;
         received += chunk.len() as u64;
@@ -110,6 +128,16 @@ where
         writer.push(&chunk).await?;
     }
     writer.finish().await
+}
+
+fn stalled(idle: Duration) -> ApiError {
+    ApiError::new(
+        ErrorKind::UploadTimeout,
+        format!(
+            "the upload sent nothing for {:.0} s and was cut",
+            idle.as_secs_f64()
+        ),
+    )
 }
 
 fn too_large(limit: u64) -> ApiError {
