@@ -83,8 +83,9 @@ pub struct ServerConfig {
     #[arg(long, env = "REVSTREAM_MAX_CONCURRENT", default_value_t = 32)]
     pub max_concurrent: usize,
     /// Uploads being received at once before new ones get 429 (an upload holds no
-    /// prediction slot while it arrives).
-    #[arg(long, env = "REVSTREAM_MAX_UPLOADS", default_value_t = 64,
+    /// prediction slot while it arrives; its memory is what it has sent, up to
+    /// `--upload-memory-bytes`).
+    #[arg(long, env = "REVSTREAM_MAX_UPLOADS", default_value_t = 256,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_uploads: u64,
     /// Seconds an upload may go without receiving a byte before it is cut (408).
