@@ -401,3 +401,46 @@ async fn uploads_over_the_cap_get_429() {
     .await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_that_trickles_under_the_minimum_rate_is_cut() {
+    let _serial = SERIAL.lock().await;
+    let server = TestServer::start(|c| {
+        c.upload_idle_timeout_s = 1.0;
+        c.upload_min_rate = 1000;
+    })
+    .await;
+    // A real upload, sent at once, is well above the rate.
+    let video = test_video(server.dir.path(), "pattern.mp4", 1.0, (64, 64));
+    assert_eq!(server.post_video("/v1/predict", video).await.status(), 200);
+    // Never idle for the timeout, but 50 bytes/s: cut once the first second has passed.
+    let mut stream = start_upload(&server, Some(1 << 20)).await;
+    let started = Instant::now();
+    let mut answered = None;
+    for _ in 0..50 {
+        if stream.write_all(&[7u8; 10]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut probe = [0u8; 1];
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(1), stream.peek(&mut probe)).await
+            && n > 0
+        {
+            answered = Some(read_response(&mut stream).await);
+            break;
+        }
+    }
+    let (code, body) = answered.expect("the trickling upload was never cut");
+    assert_eq!(
+        (code, body["kind"].as_str()),
+        (408, Some("upload_timeout")),
+        "{body}"
+    );
+    assert!(
+        body["error"].as_str().unwrap().contains("minimum"),
+        "{body}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    server.stop().await;
+}

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::upload::UploadLimits;
 use crate::backend::device::Precision;
 use crate::backend::{BackendKind, EngineOptions};
 use crate::flow::FlowMethod;
@@ -92,6 +93,10 @@ pub struct ServerConfig {
     #[arg(long, env = "REVSTREAM_UPLOAD_IDLE_TIMEOUT_S", default_value_t = 30.0,
           value_parser = positive_seconds)]
     pub upload_idle_timeout_s: f64,
+    /// Least average upload rate in bytes per second, checked once the idle timeout has
+    /// passed since the upload began (408 below it; 0 turns it off).
+    #[arg(long, env = "REVSTREAM_UPLOAD_MIN_RATE", default_value_t = 4 * 1024)]
+    pub upload_min_rate: u64,
     /// Longest a prediction request may take, in seconds.
     #[arg(long, env = "REVSTREAM_REQUEST_TIMEOUT_S", default_value_t = 120.0,
           value_parser = positive_seconds)]
@@ -174,9 +179,13 @@ impl ServerConfig {
         }
     }
 
-    /// How long an upload may stall.
-    pub fn upload_idle_timeout(&self) -> Duration {
-        Duration::try_from_secs_f64(self.upload_idle_timeout_s).unwrap_or(Duration::MAX)
+    /// How much and how slowly a client may upload.
+    pub fn upload_limits(&self) -> UploadLimits {
+        UploadLimits {
+            max_bytes: self.max_body_bytes,
+            idle: Duration::try_from_secs_f64(self.upload_idle_timeout_s).unwrap_or(Duration::MAX),
+            min_rate: self.upload_min_rate,
+        }
     }
 
     /// The per-request timeout.

@@ -72,8 +72,9 @@ fn overloaded() -> ApiError {
 }
 
 /// Receives the request's upload under an upload slot (`--max-uploads`, else 429),
-/// cutting it when it stalls (`--upload-idle-timeout-s`, 408): a slow client holds an
-/// upload slot, never a prediction slot.
+/// cutting it when it stalls or trickles (`--upload-idle-timeout-s`,
+/// `--upload-min-rate`, 408): a slow client holds an upload slot, never a prediction
+/// slot, and not for long.
 async fn receive(state: &AppState, request: Request) -> Result<Upload, ApiError> {
     let _slot = state.uploads.clone().try_acquire_owned().map_err(|_| {
         ApiError::new(
@@ -82,14 +83,7 @@ async fn receive(state: &AppState, request: Request) -> Result<Upload, ApiError>
         )
         .retry_after(1)
     })?;
-    let config = &state.config;
-    upload::read(
-        request,
-        config.max_body_bytes,
-        &state.spool,
-        config.upload_idle_timeout(),
-    )
-    .await
+    upload::read(request, state.config.upload_limits(), &state.spool).await
 }
 
 fn ensure_ready(request: &Validated) -> Result<(), ApiError> {

@@ -2,7 +2,7 @@
 //! the `video` field of a multipart form, streamed once into the spool (memory, then a
 //! temporary file) under the size limit.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
@@ -11,16 +11,28 @@ use futures_util::StreamExt;
 use super::error::{ApiError, ErrorKind};
 use super::spool::{Spool, SpoolWriter, Upload};
 
+/// How much and how slowly a client may upload.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadLimits {
+    /// Most bytes (413 past it).
+    pub max_bytes: u64,
+    /// Longest time without a byte (408 past it).
+    pub idle: Duration,
+    /// Least average bytes per second, checked once `idle` has passed since the start
+    /// (408 below it), so a client that trickles a byte at a time cannot hold a slot.
+    pub min_rate: u64,
+}
+
 /// Reads the video from `request` into `spool`, refusing other content types (415),
-/// bodies over `limit` bytes (413), forms without a `video` field (400), bodies the
-/// spool's disk budget cannot take (503, or 413 if they never could) and uploads that
-/// send nothing for `idle` (408).
+/// bodies over the limit (413), forms without a `video` field (400), bodies the spool's
+/// disk budget cannot take (503, or 413 if they never could) and uploads that stall or
+/// trickle (408).
 pub async fn read(
     request: Request,
-    limit: u64,
+    limits: UploadLimits,
     spool: &Spool,
-    idle: Duration,
 ) -> Result<Upload, ApiError> {
+    let limit = limits.max_bytes;
     let content_type = request
         .headers()
         .get(CONTENT_TYPE)
@@ -40,10 +52,10 @@ pub async fn read(
     }
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if essence == "multipart/form-data" {
-        read_multipart(request, limit, spool, idle).await
+        read_multipart(request, limits, spool).await
     } else if essence.starts_with("video/") || essence == "application/octet-stream" {
         let writer = spool.writer(declared);
-        collect(request.into_body().into_data_stream(), limit, writer, idle).await
+        collect(request.into_body().into_data_stream(), limits, writer).await
     } else {
         Err(ApiError::new(
             ErrorKind::UnsupportedMediaType,
@@ -72,10 +84,10 @@ fn refused(essence: &str) -> String {
 
 async fn read_multipart(
     request: Request,
-    limit: u64,
+    limits: UploadLimits,
     spool: &Spool,
-    idle: Duration,
 ) -> Result<Upload, ApiError> {
+    let idle = limits.idle;
     let mut form = Multipart::from_request(request, &())
         .await
         .map_err(|e| ApiError::invalid(format!("bad multipart form: {}", e.body_text())))?;
@@ -89,7 +101,7 @@ async fn read_multipart(
         };
         if field.name() == Some("video") {
             // A form's length covers every field: the video's own is unknown.
-            return collect(field, limit, spool.writer(None), idle).await;
+            return collect(field, limits, spool.writer(None)).await;
         }
     }
 }
@@ -102,28 +114,41 @@ fn multipart_error(text: &str, status: axum::http::StatusCode) -> ApiError {
     }
 }
 
-/// Writes every chunk of `stream` to `writer`, failing as soon as it passes `limit` or
-/// sends nothing for `idle`.
+/// Writes every chunk of `stream` to `writer`, failing as soon as it passes a limit.
 async fn collect<S, E>(
     mut stream: S,
-    limit: u64,
+    limits: UploadLimits,
     mut writer: SpoolWriter<'_>,
-    idle: Duration,
 ) -> Result<Upload, ApiError>
 where
     S: futures_util::Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
+    let started = Instant::now();
     let mut received = 0u64;
-    while let Some(chunk) = tokio::time::timeout(idle, stream.next())
+    while let Some(chunk) = tokio::time::timeout(limits.idle, stream.next())
         .await
-        .map_err(|_| stalled(idle))?
+        .map_err(|_| stalled(limits.idle))?
     {
         let chunk =
             chunk.map_err(|e| ApiError::invalid(format!("reading the upload failed: {e}")))?;
         received += chunk.len() as u64;
-        if received > limit {
-            return Err(too_large(limit));
+        if received > limits.max_bytes {
+            return Err(too_large(limits.max_bytes));
+        }
+        let elapsed = started.elapsed();
+        if elapsed > limits.idle
+            && (received as f64) < limits.min_rate as f64 * elapsed.as_secs_f64()
+        {
+            return Err(ApiError::new(
+                ErrorKind::UploadTimeout,
+                format!(
+                    "the upload averaged {:.0} bytes/s over {:.0} s, under the server's minimum of {} bytes/s, and was cut",
+                    received as f64 / elapsed.as_secs_f64(),
+                    elapsed.as_secs_f64(),
+                    limits.min_rate
+                ),
+            ));
         }
         writer.push(&chunk).await?;
     }
