@@ -17,23 +17,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::memory;
 use common::server::tiny_model;
 use common::videos::make_testsrc;
 use serde_json::Value;
 
-/// Process `pid`'s resident memory now and its peak since the last reset, in MiB.
-fn rss_mib(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .unwrap()
-            / 1024.0
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
+const MIB: f64 = (1 << 20) as f64;
 
 /// The server binary on `model`, and its base URL once it listens.
 fn start_server(model: &Path) -> (Child, String) {
@@ -185,7 +174,8 @@ async fn main() {
         })
         .await;
         let elapsed = started.elapsed().as_secs_f64();
-        let (rss, peak) = rss_mib(pid);
+        let (rss, peak) = memory::rss(pid);
+        let (rss, peak) = (rss as f64 / MIB, peak as f64 / MIB);
         println!(
             "{m:>8} {megabytes:>9.1} {windows:>8} {:>10.1} {rss:>10.1} {peak:>10.1}",
             windows as f64 / elapsed

@@ -274,20 +274,35 @@ async fn a_cancelled_jobs_stream_ends_with_an_error_event() {
     let server = TestServer::start(|_| {}).await;
     let video = test_video(server.dir.path(), "long.mp4", 20.0, (96, 96));
     let id = create(&server, video, "?segments=16").await;
-    let stream = events(&server, &id).await;
-    let response = server
-        .client
-        .delete(server.url(&format!("/v1/jobs/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let streamed = read_events(stream, async |_| {}).await;
-    let (name, data) = streamed.last().unwrap();
+    // Cancelled as soon as its first window arrives: a job that published its windows
+    // only at the end would send `done` before any window, and never be cancelled.
+    let mut cancelled = false;
+    let streamed = read_events(events(&server, &id).await, async |(name, _)| {
+        if name == "window" && !cancelled {
+            let url = server.url(&format!("/v1/jobs/{id}"));
+            let response = server.client.delete(url).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            cancelled = true;
+        }
+    })
+    .await;
+    let (last, windows) = streamed.split_last().unwrap();
     assert_eq!(
-        (name.as_str(), data["kind"].as_str()),
+        (last.0.as_str(), last.1["kind"].as_str()),
         ("error", Some("cancelled")),
-        "{data}"
+        "{}",
+        last.1
+    );
+    // 19 windows of 2 s every 1 s over 20 s: the stream stopped part way.
+    assert!(
+        (1..19).contains(&windows.len()),
+        "{} windows",
+        windows.len()
+    );
+    let view = job(&server, &id).await;
+    assert_eq!(
+        view["result"]["timeline"].as_array().map(Vec::len),
+        Some(windows.len())
     );
     server.stop().await;
 }

@@ -12,6 +12,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::memory;
 use common::server::{TestServer, test_video};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -250,20 +251,6 @@ async fn the_disk_budget_refuses_cleanly() {
     server.stop().await;
 }
 
-/// This process's resident memory and its peak since the last reset, in bytes.
-fn rss() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .unwrap()
-            * 1024
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 /// Bytes the peak RSS may grow by while a 1 GiB upload streams through (default 8 MiB
 /// memory threshold, 1 MiB write buffer, the client's 1 MiB chunk, FFmpeg's probe).
 const RSS_GROWTH_BOUND: u64 = 96 << 20;
@@ -276,7 +263,7 @@ async fn a_one_gib_upload_leaves_memory_flat() {
     let video = test_video(server.dir.path(), "pattern.mp4", 1.0, (64, 64));
     assert_eq!(server.post_video("/v1/predict", video).await.status(), 200);
     std::fs::write("/proc/self/clear_refs", "5").unwrap();
-    let (before, _) = rss();
+    let (before, _) = memory::rss(std::process::id());
 
     let total: u64 = 1 << 30;
     let mut stream = start_upload(&server, Some(total)).await;
@@ -289,7 +276,7 @@ async fn a_one_gib_upload_leaves_memory_flat() {
     let (code, body) = read_response(&mut stream).await;
     // A gigabyte of zeros is no video: FFmpeg read it from the file and said so.
     assert_eq!(code, 422, "{body}");
-    let (_, peak) = rss();
+    let (_, peak) = memory::rss(std::process::id());
     assert_eq!(metric(&server, "revstream_uploads_spooled_total"), 1.0);
     eventually("the 1 GiB file to go", || spool_files(&server) == 0).await;
     eprintln!(
